@@ -1,0 +1,252 @@
+"""`ganprint codec ...`: train, embed, detect, import and inspect fingerprint codecs (ICCV 2021)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import GanprintError
+from ..pretrained import DEFAULT_CODEC
+from . import options as opt
+
+
+@click.group()
+def codec() -> None:
+    """Artificial fingerprinting (ICCV 2021): a codec hides a fingerprint in training images; any
+    generative model trained on them reproduces it."""
+
+
+def _model_option(role: str):
+    alias = {"encoder": "--encoder_path", "decoder": "--decoder_path"}[role]
+    return click.option(
+        "--model", alias, "--encoder-path" if role == "encoder" else "--decoder-path", "model",
+        default=DEFAULT_CODEC, show_default=True, metavar="NAME|PATH",
+        help=f"Codec: a shipped name, a folder with config.json + model.safetensors, or an original "
+        f"*_{role}.pth file.",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ train
+@codec.command()
+@opt.data_dir(required=False)
+@opt.output_dir(default="runs")
+@click.option("--arch", type=click.Choice(["ganprint", "original"]), default="ganprint", show_default=True,
+              help="ganprint: residual codec with annealed strength; original: the ICCV 2021 networks.")
+@click.option("--image-resolution", "--image_resolution", "image_resolution", type=int, default=32, show_default=True,
+              help="Training resolution, a power of two >= 32.")
+@click.option("--fingerprint-length", "--fingerprint_length", "fingerprint_length", type=click.IntRange(1, 4096),
+              default=100, show_default=True, help="Bits per fingerprint.")
+@opt.celeba
+@opt.batch_size
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Total training steps [default: 3000].")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Passes over the training split, instead of --steps.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate [default: 1e-3 ganprint, 1e-4 original].")
+@click.option("--channels", type=click.IntRange(min=1), default=64, show_default=True, help="ganprint arch width.")
+@click.option("--residual-rms", "residual_rms", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.014, show_default=True, help="ganprint arch: target residual RMS (PSNR ~ -20 log10 rms).")
+@click.option("--start-rms", "start_rms", type=float, default=0.1, show_default=True,
+              help="ganprint arch: residual RMS at the start of the curriculum.")
+@click.option("--anneal-accuracy", type=float, default=0.995, show_default=True,
+              help="Smoothed bit accuracy that lowers the residual RMS one step.")
+@click.option("--bce-loss-weight", "--BCE_loss_weight", "bce_loss_weight", type=float, default=1.0, show_default=True,
+              help="Weight of the bit loss.")
+@click.option("--l2-loss-scale", "--l2_loss_scale", "l2_loss_scale", type=float, default=None,
+              help="Final image-loss weight [default: 0 ganprint, 10 original].")
+@click.option("--l2-loss-await", "--l2_loss_await", "l2_loss_await", type=int, default=1000, show_default=True,
+              help="Steps after the accuracy switch before the image loss ramps in.")
+@click.option("--l2-loss-ramp", "--l2_loss_ramp", "l2_loss_ramp", type=int, default=3000, show_default=True,
+              help="Steps of the linear image-loss ramp.")
+@click.option("--snapshot-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Steps between snapshots and resume checkpoints.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Steps between held-out evaluations.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
+@opt.seed
+@opt.device
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Run folder to continue; its options are reused (--steps may extend it).")
+@opt.quiet
+def train(resume, quiet, **kwargs) -> None:
+    """Train a codec (encoder + decoder) on a set of images.
+
+    \b
+    Examples:
+      ganprint codec train --data_dir photos/ --output_dir runs --steps 3000
+      ganprint codec train --data_dir celeba/ --use_celeba_preprocessing --image_resolution 128 \\
+          --fingerprint_length 100 --batch_size 64 --arch original --epochs 20
+      ganprint codec train --resume runs/00000-codec-ganprint-32px-100b --steps 5000
+    """
+    from ..codec.train import CodecTrainOptions, train_codec
+
+    if resume is not None:
+        options_path = Path(resume) / "options.json"
+        if not options_path.is_file():
+            raise GanprintError(f"{resume}: not a codec run folder (no options.json)")
+        try:
+            saved = json.loads(options_path.read_text(encoding="utf-8"))
+            names = {f.name for f in dataclasses.fields(CodecTrainOptions)}
+            options = CodecTrainOptions(**{k: v for k, v in saved.items() if k in names})
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise GanprintError(f"{options_path}: unreadable run options ({exc.__class__.__name__})") from None
+        if kwargs["steps"] is not None:
+            options.steps = kwargs["steps"]
+        options.progress = not quiet
+    else:
+        if kwargs["data_dir"] is None:
+            raise click.UsageError("--data_dir is required (unless --resume)")
+        kwargs["use_celeba_preprocessing"] = kwargs.pop("celeba")
+        options = CodecTrainOptions(**kwargs, progress=not quiet)
+    run_dir = train_codec(options, resume=resume)
+    click.echo(f"run folder: {run_dir}\nfinal model: {run_dir / 'final'}")
+
+
+# ------------------------------------------------------------------------------------------ embed
+@codec.command()
+@_model_option("encoder")
+@opt.data_dir()
+@opt.output_dir()
+@opt.image_resolution
+@opt.celeba
+@click.option("--identical-fingerprints", "--identical_fingerprints", "identical", is_flag=True,
+              help="One random fingerprint for all images (what a GAN's training set needs).")
+@click.option("--fingerprint", default=None, metavar="BITS|HEX",
+              help="The fingerprint to embed in every image, as 0/1 characters or hexadecimal.")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="ganprint arch: residual RMS instead of the model's (higher: more robust, less invisible).")
+@opt.batch_size
+@opt.seed
+@opt.strict
+@opt.overwrite
+@opt.device
+@opt.quiet
+def embed(model, data_dir, output_dir, image_resolution, celeba, identical, fingerprint, strength, batch_size, seed,
+          strict, overwrite, device, quiet) -> None:  # fmt: skip
+    """Fingerprint a folder of images: writes fingerprinted_images/*.png and embedded_fingerprints.txt.
+
+    \b
+    Examples:
+      ganprint codec embed --data_dir photos/ --output_dir marked/ --identical_fingerprints
+      ganprint codec embed --data_dir photos/ --output_dir marked/ --fingerprint 0x9f3c...  (25 hex digits)
+      ganprint codec embed --encoder_path CelebA_128x128_encoder.pth --data_dir celeba/ \\
+          --use_celeba_preprocessing --image_resolution 128 --output_dir marked/ --identical_fingerprints
+    """
+    from ..codec.folders import embed_folder
+    from ..codec.importing import load_codec
+
+    if celeba and image_resolution not in (None, 128):
+        raise GanprintError("--use_celeba_preprocessing needs --image_resolution 128")
+    codec_ = load_codec(model, image_resolution, device)
+    summary = embed_folder(
+        codec_, data_dir, output_dir, fingerprint=fingerprint, identical=identical, batch_size=batch_size, seed=seed,
+        celeba=celeba, strict=strict, strength=strength, overwrite=overwrite, progress=not quiet,
+    )  # fmt: skip
+    click.echo(f"fingerprinted {summary.images} images into {summary.output_dir / 'fingerprinted_images'}")
+    if summary.fingerprint:
+        click.echo(f"fingerprint: {summary.fingerprint}")
+
+
+# ----------------------------------------------------------------------------------------- detect
+@codec.command()
+@_model_option("decoder")
+@opt.data_dir()
+@opt.output_dir()
+@opt.image_resolution
+@opt.celeba
+@click.option("--expected", default=None, metavar="BITS|HEX|FILE",
+              help="Expected fingerprint, or an embedded_fingerprints.txt (or its folder) to compare per image.")
+@opt.fpr
+@opt.batch_size
+@opt.strict
+@opt.overwrite
+@opt.device
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@opt.quiet
+def detect(model, data_dir, output_dir, image_resolution, celeba, expected, false_positive_rate, batch_size, strict,
+           overwrite, device, as_json, quiet) -> None:  # fmt: skip
+    """Read fingerprints from a folder of images: writes detected_fingerprints.txt, and with
+    --expected a per-image report (bit accuracy, p-value, verdict) and a summary.
+
+    \b
+    Examples:
+      ganprint codec detect --data_dir generated/ --output_dir det/ --expected 0x9f3c...
+      ganprint codec detect --data_dir marked/fingerprinted_images --output_dir det/ \\
+          --expected marked/embedded_fingerprints.txt
+      ganprint codec detect --decoder_path CelebA_128x128_decoder.pth --data_dir gan_out/ --output_dir det/
+    """
+    from ..codec.folders import detect_folder
+    from ..codec.importing import load_codec
+
+    codec_ = load_codec(model, image_resolution, device)
+    summary = detect_folder(
+        codec_, data_dir, output_dir, expected=expected, false_positive_rate=false_positive_rate,
+        batch_size=batch_size, celeba=celeba, strict=strict, overwrite=overwrite, progress=not quiet,
+    )  # fmt: skip
+    record = {k: v for k, v in dataclasses.asdict(summary).items() if k != "per_image"}
+    record["output_dir"] = str(summary.output_dir)
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    click.echo(f"read {summary.images} images; fingerprints in {summary.output_dir / 'detected_fingerprints.txt'}")
+    if summary.mean_bit_accuracy is not None:
+        click.echo(
+            f"mean bit accuracy {summary.mean_bit_accuracy:.4f}; pooled p-value {summary.pooled_p_value:.3g} "
+            f"(-log10 {summary.pooled_neg_log10_p:.1f}); detected at FPR {false_positive_rate:g}: "
+            f"{summary.detected}/{summary.images}; per image: {summary.output_dir / 'detection_report.csv'}"
+        )
+
+
+# ----------------------------------------------------------------------------------------- import
+@codec.command(name="import")
+@click.option("--encoder-path", "--encoder_path", "encoder_path", type=click.Path(dir_okay=False), default=None,
+              help="Original *_encoder.pth.")
+@click.option("--decoder-path", "--decoder_path", "decoder_path", type=click.Path(dir_okay=False), default=None,
+              help="Original *_decoder.pth.")
+@opt.image_resolution
+@click.option("--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Folder to write config.json + model.safetensors into.")
+@opt.overwrite
+def import_(encoder_path, decoder_path, image_resolution, output, overwrite) -> None:
+    """Convert original ICCV 2021 checkpoints (*_encoder.pth, *_decoder.pth) into a ganprint model
+    folder. Read with torch.load(weights_only=True): nothing in the files is executed.
+
+    \b
+    Example:
+      ganprint codec import --encoder_path CelebA_128x128_encoder.pth \\
+          --decoder_path CelebA_128x128_decoder.pth --output models/celeba128
+    """
+    from ..codec.importing import codec_from_original
+
+    paths = [p for p in (encoder_path, decoder_path) if p]
+    if not paths:
+        raise click.UsageError("give --encoder_path, --decoder_path or both")
+    if (Path(output) / "model.safetensors").exists() and not overwrite:
+        raise GanprintError(f"{output} already holds a model; pass --overwrite to replace it")
+    codec_ = codec_from_original(*paths, resolution=image_resolution)
+    codec_.save_pretrained(output)
+    c = codec_.config
+    parts = " + ".join(p for p in ("encoder", "decoder") if getattr(codec_, p) is not None)
+    click.echo(f"wrote {output}: original {parts}, {c.resolution}x{c.resolution}, {c.fingerprint_length} bits")
+
+
+# ------------------------------------------------------------------------------------------- info
+@codec.command()
+@click.argument("model", default=DEFAULT_CODEC)
+@opt.image_resolution
+def info(model, image_resolution) -> None:
+    """Describe a codec: architecture, resolution, fingerprint length, parts and size.
+
+    \b
+    Example:
+      ganprint codec info codec-32
+    """
+    from ..codec.importing import load_codec
+
+    codec_ = load_codec(model, image_resolution, "cpu")
+    c = codec_.config
+    parts = [p for p in ("encoder", "decoder") if getattr(codec_, p) is not None]
+    n = sum(p.numel() for p in codec_.parameters())
+    click.echo(json.dumps({**c.to_dict(), "parts": parts, "parameters": n}, indent=2))

@@ -1,0 +1,216 @@
+"""Embedding into and detecting from whole image collections, streamed a batch at a time.
+
+Files written (the original tools' formats, plus a report):
+    <output_dir>/fingerprinted_images/<name>.png   fingerprinted images (embed)
+    <output_dir>/embedded_fingerprints.txt         `<name>.png <bits>` per image, sorted (embed)
+    <output_dir>/detected_fingerprints.txt         same format, what the decoder read (detect)
+    <output_dir>/detection_report.csv              per-image accuracy, p-value, verdict (detect, with
+                                                   an expected fingerprint)
+Memory stays flat in the number of images: images are processed in name order and the text files
+are written line by line to a temporary file that replaces the target at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..data import iterate_batches, open_source, tensor_to_pil, unique_output_names
+from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult
+from ..errors import GanprintError
+from ..fingerprints import bits_to_str, parse_fingerprint, read_fingerprint_file
+from ..io import atomic_path
+from ..stats import neg_log10_p_value, p_value
+from ..visualize import save_png
+from .codec import FingerprintCodec
+
+EMBEDDED_FILE = "embedded_fingerprints.txt"
+DETECTED_FILE = "detected_fingerprints.txt"
+REPORT_FILE = "detection_report.csv"
+IMAGES_DIR = "fingerprinted_images"
+
+
+@dataclass
+class EmbedSummary:
+    images: int
+    output_dir: Path
+    fingerprint: str | None  # the shared fingerprint, when all images got the same one
+
+
+@dataclass
+class DetectSummary:
+    images: int
+    output_dir: Path
+    mean_bit_accuracy: float | None = None  # against the expected fingerprints
+    pooled_p_value: float | None = None  # all matching bits over all images, one binomial test
+    pooled_neg_log10_p: float | None = None
+    detected: int = 0  # images whose own p-value passes the false-positive rate
+    false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE
+    per_image: list[dict] = field(default_factory=list)  # kept only for small sets (<= 1000 images)
+
+
+def _ordered(source) -> tuple[list[int], dict[str, str]]:
+    """Source indices in output-name order, and the output name of each source name."""
+    out_names = unique_output_names(source.names)
+    mapping = dict(zip(source.names, out_names))
+    order = sorted(range(len(source)), key=lambda i: out_names[i])
+    return order, mapping
+
+
+def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise GanprintError(f"{path} already exists; choose another --output_dir or pass --overwrite")
+
+
+def embed_folder(
+    codec: FingerprintCodec,
+    data: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    fingerprint: str | torch.Tensor | None = None,
+    identical: bool = False,
+    batch_size: int = 64,
+    seed: int = 0,
+    celeba: bool = False,
+    strict: bool = False,
+    strength: float | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_bad: Callable[[str, str], None] | None = None,
+) -> EmbedSummary:
+    """Fingerprint every image of `data` (folder, zip, idx, ...) and write PNGs plus the bits file.
+
+    `fingerprint` (bits or hex) is used for every image; else `identical` draws one random
+    fingerprint for all, and otherwise every image gets its own; random draws follow `seed` in
+    output-name order.
+    """
+    if codec.encoder is None:
+        raise GanprintError("this model has no encoder; give an encoder or a full codec")
+    length = codec.config.fingerprint_length
+    source = open_source(data)
+    out = Path(output_dir)
+    _refuse_overwrite(out / EMBEDDED_FILE, overwrite)
+    images_dir = out / IMAGES_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+
+    g = torch.Generator().manual_seed(seed)
+    shared = None
+    if fingerprint is not None:
+        shared = parse_fingerprint(fingerprint, length) if isinstance(fingerprint, str) else fingerprint.float()
+        if shared.shape != (length,):
+            raise GanprintError(f"fingerprint has {shared.numel()} bits; this model needs {length}")
+    elif identical:
+        shared = torch.randint(0, 2, (length,), generator=g).float()
+
+    order, names = _ordered(source)
+    count = 0
+    bar = tqdm(total=len(source), desc="embed", unit="img", disable=not progress, dynamic_ncols=True)
+    with atomic_path(out / EMBEDDED_FILE) as tmp, open(tmp, "w", encoding="utf-8") as lines:
+        for batch_names, images in iterate_batches(
+            source, codec.config.resolution, batch_size, celeba=celeba, strict=strict, order=order, on_bad=on_bad
+        ):
+            n = images.shape[0]
+            bits = shared.expand(n, -1) if shared is not None else torch.randint(0, 2, (n, length), generator=g).float()
+            marked = codec.embed(images, bits, batch_size=batch_size, strength=strength).cpu()
+            for name, image, b in zip(batch_names, marked, bits):
+                save_png(tensor_to_pil(image), images_dir / names[name])
+                lines.write(f"{names[name]} {bits_to_str(b)}\n")
+            count += n
+            bar.update(n)
+        bar.close()
+        lines.flush()
+    return EmbedSummary(count, out, bits_to_str(shared) if shared is not None else None)
+
+
+def _expected_lookup(expected, length: int) -> Callable[[str], torch.Tensor | None]:
+    """name -> expected bits, from a fingerprint string/tensor (all images) or an embed output file."""
+    if expected is None:
+        return lambda name: None
+    if isinstance(expected, torch.Tensor):
+        return lambda name: expected
+    path = Path(expected)
+    if path.is_dir():
+        path = path / EMBEDDED_FILE
+    if path.is_file():
+        table = read_fingerprint_file(path)
+        first = next(iter(table.values()))
+        if first.numel() != length:
+            raise GanprintError(f"{path}: fingerprints have {first.numel()} bits; the decoder reads {length}")
+        return lambda name: table.get(name)
+    bits = parse_fingerprint(str(expected), length)
+    return lambda name: bits
+
+
+def detect_folder(
+    codec: FingerprintCodec,
+    data: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    expected: str | os.PathLike | torch.Tensor | None = None,
+    false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE,
+    batch_size: int = 64,
+    celeba: bool = False,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_bad: Callable[[str, str], None] | None = None,
+) -> DetectSummary:
+    """Decode every image of `data`; with `expected` (bits, hex, or an embedded_fingerprints.txt or
+    its folder) also score each image and the whole set."""
+    if codec.decoder is None:
+        raise GanprintError("this model has no decoder; give a decoder or a full codec")
+    length = codec.config.fingerprint_length
+    lookup = _expected_lookup(expected, length)
+    source = open_source(data)
+    out = Path(output_dir)
+    _refuse_overwrite(out / DETECTED_FILE, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+
+    order, names = _ordered(source)
+    summary = DetectSummary(0, out, false_positive_rate=false_positive_rate)
+    matches_total = bits_total = 0
+    unmatched: list[str] = []
+    bar = tqdm(total=len(source), desc="detect", unit="img", disable=not progress, dynamic_ncols=True)
+    with atomic_path(out / DETECTED_FILE) as tmp, open(tmp, "w", encoding="utf-8") as lines, atomic_path(
+        out / REPORT_FILE
+    ) as tmp_report, open(tmp_report, "w", encoding="utf-8", newline="") as report_file:
+        report = csv.writer(report_file)
+        report.writerow(["name", "bit_accuracy", "p_value", "neg_log10_p", "detected", "detected_bits"])
+        for batch_names, images in iterate_batches(
+            source, codec.config.resolution, batch_size, celeba=celeba, strict=strict, order=order, on_bad=on_bad
+        ):
+            result = DetectionResult.from_logits(codec.decode_logits(images, batch_size), None, false_positive_rate)
+            for name, bits in zip(batch_names, result.bits):
+                out_name = names[name]
+                lines.write(f"{out_name} {bits_to_str(bits)}\n")
+                want = lookup(out_name)
+                if want is None:
+                    if expected is not None:
+                        unmatched.append(out_name)
+                    continue
+                k = int(((bits > 0.5) == (want > 0.5)).sum())
+                matches_total, bits_total = matches_total + k, bits_total + length
+                p = p_value(k, length)
+                hit = p <= false_positive_rate
+                summary.detected += hit
+                row = {"name": out_name, "bit_accuracy": k / length, "p_value": p,
+                       "neg_log10_p": neg_log10_p_value(k, length), "detected": hit}  # fmt: skip
+                report.writerow([*row.values(), bits_to_str(bits)])
+                if len(summary.per_image) < 1000:
+                    summary.per_image.append(row)
+            summary.images += len(batch_names)
+            bar.update(len(batch_names))
+        bar.close()
+    if expected is None:
+        (out / REPORT_FILE).unlink(missing_ok=True)
+    if unmatched:
+        print(f"warning: {len(unmatched)} images have no expected fingerprint (e.g. {unmatched[0]})")
+    if bits_total:
+        summary.mean_bit_accuracy = matches_total / bits_total
+        summary.pooled_p_value = p_value(matches_total, bits_total)
+        summary.pooled_neg_log10_p = neg_log10_p_value(matches_total, bits_total)
+    return summary

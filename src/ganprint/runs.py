@@ -1,0 +1,83 @@
+"""Numbered run folders and training logs, in the StyleGAN3 manner.
+
+    <output_dir>/00003-codec-32px-100b/
+        options.json        every option of the run
+        stats.jsonl         one JSON object per log interval
+        events.out.tfevents TensorBoard scalars
+        checkpoint.pt       the latest resume checkpoint (replaced atomically)
+        snapshot-000500/    inference weights (config.json + model.safetensors)
+        grid-000500.png     image grid at that snapshot
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .errors import GanprintError
+from .io import atomic_write_json
+
+_RUN = re.compile(r"^(\d{5})-")
+
+
+def new_run_dir(output_dir: str | os.PathLike, description: str) -> Path:
+    """Create `<output_dir>/<NNNNN>-<description>` with the next free number."""
+    root = Path(output_dir)
+    if root.exists() and not root.is_dir():
+        raise GanprintError(f"{root}: output path exists and is not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in root.iterdir() if (m := _RUN.match(p.name))]
+    number = max(numbers, default=-1) + 1
+    while True:  # another process may take the same number at the same moment
+        run_dir = root / f"{number:05d}-{description}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            number += 1
+
+
+class StatsLog:
+    """Appends scalars to stats.jsonl and, when tensorboard is installed, to TensorBoard."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "stats.jsonl"
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir))
+        except ImportError:  # TensorBoard is optional; the JSONL log always exists
+            pass
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop the lines written after the checkpoint so the log has no duplicates."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines() if _step_of(line) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62
+
+
+def write_options(run_dir: Path, options: dict) -> None:
+    atomic_write_json(run_dir / "options.json", options)
