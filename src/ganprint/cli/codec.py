@@ -16,7 +16,14 @@ from . import options as opt
 @click.group()
 def codec() -> None:
     """Artificial fingerprinting (ICCV 2021): a codec hides a fingerprint in training images; any
-    generative model trained on them reproduces it."""
+    generative model trained on them reproduces it.
+
+    \b
+    Examples:
+      ganprint codec train --data_dir photos/ --output_dir runs --steps 3000
+      ganprint codec embed --data_dir photos/ --output_dir marked/ --identical_fingerprints
+      ganprint codec detect --data_dir gan_out/ --output_dir det/ --expected marked/embedded_fingerprints.txt
+    """
 
 
 def _model_option(role: str):
@@ -27,6 +34,14 @@ def _model_option(role: str):
         help=f"Codec: a shipped name, a folder with config.json + model.safetensors, or an original "
         f"*_{role}.pth file.",
     )  # fmt: skip
+
+
+def _check_celeba(celeba: bool, resolution: int | None) -> None:
+    """CelebA preprocessing crops 148 px and resizes to 128, as the original tools (which assert 128)."""
+    if celeba and resolution not in (None, 128):
+        raise GanprintError(
+            f"--use_celeba_preprocessing needs --image_resolution 128 and a 128x128 model, not {resolution}x{resolution}"
+        )
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -137,9 +152,9 @@ def embed(model, data_dir, output_dir, image_resolution, celeba, identical, fing
     from ..codec.folders import embed_folder
     from ..codec.importing import load_codec
 
-    if celeba and image_resolution not in (None, 128):
-        raise GanprintError("--use_celeba_preprocessing needs --image_resolution 128")
+    _check_celeba(celeba, image_resolution)
     codec_ = load_codec(model, image_resolution, device)
+    _check_celeba(celeba, codec_.config.resolution)
     summary = embed_folder(
         codec_, data_dir, output_dir, fingerprint=fingerprint, identical=identical, batch_size=batch_size, seed=seed,
         celeba=celeba, strict=strict, strength=strength, overwrite=overwrite, progress=not quiet,
@@ -180,7 +195,9 @@ def detect(model, data_dir, output_dir, image_resolution, celeba, expected, fals
     from ..codec.folders import detect_folder
     from ..codec.importing import load_codec
 
+    _check_celeba(celeba, image_resolution)
     codec_ = load_codec(model, image_resolution, device)
+    _check_celeba(celeba, codec_.config.resolution)
     summary = detect_folder(
         codec_, data_dir, output_dir, expected=expected, false_positive_rate=false_positive_rate,
         batch_size=batch_size, celeba=celeba, strict=strict, overwrite=overwrite, progress=not quiet,

@@ -16,9 +16,12 @@ def data_dir(required: bool = True):
 
 
 def output_dir(default: str | None = None):
+    # No `default=None` for the required form: click >= 8.3 takes an explicit None as a given default
+    # and would no longer report the option as missing.
+    given = {"default": default, "show_default": True} if default is not None else {"required": True}
     return click.option(
-        "--output-dir", "--output_dir", "output_dir", required=default is None, default=default,
-        type=click.Path(file_okay=False), show_default=True, help="Folder for the outputs.",
+        "--output-dir", "--output_dir", "output_dir", type=click.Path(file_okay=False), help="Folder for the outputs.",
+        **given,
     )  # fmt: skip
 
 

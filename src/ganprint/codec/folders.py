@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -87,7 +88,8 @@ def embed_folder(
 
     `fingerprint` (bits or hex) is used for every image; else `identical` draws one random
     fingerprint for all, and otherwise every image gets its own; random draws follow `seed` in
-    output-name order.
+    output-name order. PNGs in `fingerprinted_images/` that this run did not write (left by an
+    earlier run, e.g. before --overwrite) are removed at the end, so the folder matches the bits file.
     """
     if codec.encoder is None:
         raise GanprintError("this model has no encoder; give an encoder or a full codec")
@@ -95,8 +97,6 @@ def embed_folder(
     source = open_source(data)
     out = Path(output_dir)
     _refuse_overwrite(out / EMBEDDED_FILE, overwrite)
-    images_dir = out / IMAGES_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
 
     g = torch.Generator().manual_seed(seed)
     shared = None
@@ -106,9 +106,11 @@ def embed_folder(
             raise GanprintError(f"fingerprint has {shared.numel()} bits; this model needs {length}")
     elif identical:
         shared = torch.randint(0, 2, (length,), generator=g).float()
+    images_dir = out / IMAGES_DIR  # created only once the inputs are known to be usable
+    images_dir.mkdir(parents=True, exist_ok=True)
 
     order, names = _ordered(source)
-    count = 0
+    count, written = 0, set()
     bar = tqdm(total=len(source), desc="embed", unit="img", disable=not progress, dynamic_ncols=True)
     with atomic_path(out / EMBEDDED_FILE) as tmp, open(tmp, "w", encoding="utf-8") as lines:
         for batch_names, images in iterate_batches(
@@ -120,10 +122,14 @@ def embed_folder(
             for name, image, b in zip(batch_names, marked, bits):
                 save_png(tensor_to_pil(image), images_dir / names[name])
                 lines.write(f"{names[name]} {bits_to_str(b)}\n")
+                written.add(names[name])
             count += n
             bar.update(n)
         bar.close()
         lines.flush()
+    for stale in images_dir.glob("*.png"):
+        if stale.name not in written:
+            stale.unlink()
     return EmbedSummary(count, out, bits_to_str(shared) if shared is not None else None)
 
 
@@ -208,7 +214,8 @@ def detect_folder(
     if expected is None:
         (out / REPORT_FILE).unlink(missing_ok=True)
     if unmatched:
-        print(f"warning: {len(unmatched)} images have no expected fingerprint (e.g. {unmatched[0]})")
+        # stderr: stdout may carry machine-read output (--json)
+        print(f"warning: {len(unmatched)} images have no expected fingerprint (e.g. {unmatched[0]})", file=sys.stderr)
     if bits_total:
         summary.mean_bit_accuracy = matches_total / bits_total
         summary.pooled_p_value = p_value(matches_total, bits_total)

@@ -1,0 +1,81 @@
+"""The shipped codec, end to end through real PNG files."""
+
+import torch
+from PIL import Image
+
+import ganprint
+from ganprint.cli import main
+from ganprint.data import load_image, open_source, pil_to_tensor, preprocess, tensor_to_pil
+from ganprint.demo import run_demo
+from ganprint.pretrained import DEFAULT_CODEC, shipped_models
+
+
+def held_out_images(resolution):
+    source = open_source("samples")  # crops of photos the shipped codec never saw
+    return torch.stack([pil_to_tensor(preprocess(source.image(i), resolution)) for i in range(len(source))])
+
+
+def test_shipped_codec_is_found_by_name():
+    assert DEFAULT_CODEC in shipped_models()
+    codec = ganprint.load_codec()
+    assert codec.config.resolution == 32 and codec.config.fingerprint_length == 100
+    assert codec.encoder is not None and codec.decoder is not None
+
+
+def test_embed_png_detect_round_trip_and_clean_images_are_not_detected(tmp_path):
+    codec = ganprint.load_codec()
+    clean = held_out_images(32)
+    bits = ganprint.random_fingerprints(len(clean), 100, torch.Generator().manual_seed(3))
+    marked = codec.embed(clean, bits)
+    paths = []
+    for i, image in enumerate(marked):
+        paths.append(tmp_path / f"{i}.png")
+        tensor_to_pil(image).save(paths[-1])
+    reloaded = torch.stack([pil_to_tensor(load_image(p)) for p in paths])
+
+    found = codec.detect(reloaded, expected=bits)
+    assert found.bit_accuracy.mean() >= 0.99
+    assert all(found.detected)
+    psnr = 10 * torch.log10(1 / (reloaded - clean).pow(2).mean((1, 2, 3)))
+    assert psnr.mean() >= 35
+
+    control = codec.detect(clean, expected=bits)
+    assert not any(control.detected)
+    assert abs(control.bit_accuracy.mean().item() - 0.5) < 0.1
+
+
+def test_pil_api_on_an_arbitrary_photo():
+    codec = ganprint.load_codec()
+    photo = open_source("samples").image(5).resize((97, 61))  # any size: resized and cropped to 32
+    fp = "0x" + "c3" * 12 + "a"
+    marked = codec.embed(photo, fp)
+    assert isinstance(marked, Image.Image) and marked.size == (32, 32)
+    assert codec.detect(marked, expected=fp).detected == [True]
+
+
+def test_cli_embed_then_detect_with_default_model(tmp_path, capsys):
+    for argv in (
+        ["codec", "embed", "--data_dir", "samples", "--output_dir", str(tmp_path / "m"), "--identical_fingerprints",
+         "--seed", "5", "-q"],
+        ["codec", "detect", "--data_dir", str(tmp_path / "m" / "fingerprinted_images"), "--output_dir",
+         str(tmp_path / "d"), "--expected", str(tmp_path / "m" / "embedded_fingerprints.txt"), "--json", "-q"],
+    ):  # fmt: skip
+        try:
+            main(argv)
+        except SystemExit as exc:
+            assert exc.code == 0
+    import json
+
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["images"] == 64 and summary["detected"] == 64
+    assert summary["mean_bit_accuracy"] >= 0.99
+    embedded = (tmp_path / "m" / "embedded_fingerprints.txt").read_text().splitlines()
+    detected = (tmp_path / "d" / "detected_fingerprints.txt").read_text().splitlines()
+    assert [line.split()[0] for line in embedded] == [line.split()[0] for line in detected]
+
+
+def test_demo(tmp_path):
+    figures = run_demo(tmp_path, count=16, echo=lambda s: None)
+    assert figures["detected"] == 16 and figures["clean_detected"] == 0
+    assert figures["psnr"] >= 35 and figures["bit_accuracy"] >= 0.99
+    assert (tmp_path / "demo.png").is_file() and len(list((tmp_path / "fingerprinted_images").glob("*.png"))) == 16
