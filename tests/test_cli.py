@@ -392,6 +392,20 @@ def test_overwrite_with_fewer_images_leaves_no_stale_images(capsys, model, image
     assert sorted(p.name for p in (out / "fingerprinted_images").iterdir()) == names
 
 
+def test_failed_overwrite_keeps_the_earlier_output(capsys, model, images, tmp_path):
+    out = tmp_path / "marked"
+    embed(capsys, model, images, out, "--seed", 1)
+    before = snapshot(out)
+    broken = tmp_path / "broken"
+    write_images(broken, 6)
+    (broken / "img04.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # fails after the first batch
+    line = fails(capsys, "codec", "embed", "--model", model, "--data_dir", broken, "--output_dir", out,
+                 "--overwrite", "--strict", "--batch_size", 2, "-q")  # fmt: skip
+    assert "img04.png" in line
+    assert snapshot(out) == before
+    assert sorted(p.name for p in out.iterdir()) == ["embedded_fingerprints.txt", "fingerprinted_images"]
+
+
 # ---------------------------------------------------------------------------------------- import
 def test_import_info_and_detect_by_path(capsys, original, images, tmp_path):
     folder = tmp_path / "imported"

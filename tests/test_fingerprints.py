@@ -56,3 +56,4 @@ def test_malformed_fingerprint_files(tmp_path, content):
     path.write_text(content)
     with pytest.raises(GanprintError, match="f.txt"):
         read_fingerprint_file(path)
+

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import iterate_batches, open_source, tensor_to_pil, unique_output_names
-from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult
+from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult, NullModel
 from ..errors import GanprintError
 from ..fingerprints import bits_to_str, parse_fingerprint, read_fingerprint_file
 from ..io import atomic_path
@@ -69,6 +71,17 @@ def _refuse_overwrite(path: Path, overwrite: bool) -> None:
         raise GanprintError(f"{path} already exists; choose another --output_dir or pass --overwrite")
 
 
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder `new` in place of `target` (which may exist): two renames, then clean up."""
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}-old-{os.getpid()}")
+        target.rename(backup)
+    new.rename(target)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
 def embed_folder(
     codec: FingerprintCodec,
     data: str | os.PathLike,
@@ -88,8 +101,8 @@ def embed_folder(
 
     `fingerprint` (bits or hex) is used for every image; else `identical` draws one random
     fingerprint for all, and otherwise every image gets its own; random draws follow `seed` in
-    output-name order. PNGs in `fingerprinted_images/` that this run did not write (left by an
-    earlier run, e.g. before --overwrite) are removed at the end, so the folder matches the bits file.
+    output-name order. With `overwrite`, the earlier `fingerprinted_images/` is replaced as a whole
+    once the run has succeeded, so the folder always matches the bits file.
     """
     if codec.encoder is None:
         raise GanprintError("this model has no encoder; give an encoder or a full codec")
@@ -106,30 +119,32 @@ def embed_folder(
             raise GanprintError(f"fingerprint has {shared.numel()} bits; this model needs {length}")
     elif identical:
         shared = torch.randint(0, 2, (length,), generator=g).float()
-    images_dir = out / IMAGES_DIR  # created only once the inputs are known to be usable
-    images_dir.mkdir(parents=True, exist_ok=True)
-
-    order, names = _ordered(source)
-    count, written = 0, set()
-    bar = tqdm(total=len(source), desc="embed", unit="img", disable=not progress, dynamic_ncols=True)
-    with atomic_path(out / EMBEDDED_FILE) as tmp, open(tmp, "w", encoding="utf-8") as lines:
-        for batch_names, images in iterate_batches(
-            source, codec.config.resolution, batch_size, celeba=celeba, strict=strict, order=order, on_bad=on_bad
-        ):
-            n = images.shape[0]
-            bits = shared.expand(n, -1) if shared is not None else torch.randint(0, 2, (n, length), generator=g).float()
-            marked = codec.embed(images, bits, batch_size=batch_size, strength=strength).cpu()
-            for name, image, b in zip(batch_names, marked, bits):
-                save_png(tensor_to_pil(image), images_dir / names[name])
-                lines.write(f"{names[name]} {bits_to_str(b)}\n")
-                written.add(names[name])
-            count += n
-            bar.update(n)
-        bar.close()
-        lines.flush()
-    for stale in images_dir.glob("*.png"):
-        if stale.name not in written:
-            stale.unlink()
+    images_dir = out / IMAGES_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    # PNGs go to a staging folder that replaces fingerprinted_images/ only when every image is done,
+    # so a failed or interrupted run (also with --overwrite) leaves the earlier output untouched.
+    staging = Path(tempfile.mkdtemp(prefix=f".{IMAGES_DIR}-", dir=out))
+    try:
+        order, names = _ordered(source)
+        count = 0
+        bar = tqdm(total=len(source), desc="embed", unit="img", disable=not progress, dynamic_ncols=True)
+        with atomic_path(out / EMBEDDED_FILE) as tmp, open(tmp, "w", encoding="utf-8") as lines:
+            for batch_names, images in iterate_batches(
+                source, codec.config.resolution, batch_size, celeba=celeba, strict=strict, order=order, on_bad=on_bad
+            ):
+                n = images.shape[0]
+                bits = shared.expand(n, -1) if shared is not None else torch.randint(0, 2, (n, length), generator=g).float()
+                marked = codec.embed(images, bits, batch_size=batch_size, strength=strength).cpu()
+                for name, image, b in zip(batch_names, marked, bits):
+                    save_png(tensor_to_pil(image), staging / names[name])
+                    lines.write(f"{names[name]} {bits_to_str(b)}\n")
+                count += n
+                bar.update(n)
+            bar.close()
+            lines.flush()
+            _replace_dir(staging, images_dir)  # just before the bits file is committed
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return EmbedSummary(count, out, bits_to_str(shared) if shared is not None else None)
 
 
@@ -164,12 +179,16 @@ def detect_folder(
     overwrite: bool = False,
     progress: bool = True,
     on_bad: Callable[[str, str], None] | None = None,
+    null: NullModel | None = None,
 ) -> DetectSummary:
     """Decode every image of `data`; with `expected` (bits, hex, or an embedded_fingerprints.txt or
-    its folder) also score each image and the whole set."""
+    its folder) also score each image and the whole set. Per-image p-values follow `null` (default
+    fair coins; a calibrated one from ganprint.calibration); the pooled test stays binomial."""
     if codec.decoder is None:
         raise GanprintError("this model has no decoder; give a decoder or a full codec")
     length = codec.config.fingerprint_length
+    null = null or NullModel.fair(length)
+    threshold = null.threshold(false_positive_rate)
     lookup = _expected_lookup(expected, length)
     source = open_source(data)
     out = Path(output_dir)
@@ -189,7 +208,7 @@ def detect_folder(
         for batch_names, images in iterate_batches(
             source, codec.config.resolution, batch_size, celeba=celeba, strict=strict, order=order, on_bad=on_bad
         ):
-            result = DetectionResult.from_logits(codec.decode_logits(images, batch_size), None, false_positive_rate)
+            result = DetectionResult.from_logits(codec.decode_logits(images, batch_size), None, false_positive_rate, null)
             for name, bits in zip(batch_names, result.bits):
                 out_name = names[name]
                 lines.write(f"{out_name} {bits_to_str(bits)}\n")
@@ -200,11 +219,11 @@ def detect_folder(
                     continue
                 k = int(((bits > 0.5) == (want > 0.5)).sum())
                 matches_total, bits_total = matches_total + k, bits_total + length
-                p = p_value(k, length)
-                hit = p <= false_positive_rate
+                p = null.p_value(k)
+                hit = k >= threshold
                 summary.detected += hit
                 row = {"name": out_name, "bit_accuracy": k / length, "p_value": p,
-                       "neg_log10_p": neg_log10_p_value(k, length), "detected": hit}  # fmt: skip
+                       "neg_log10_p": null.neg_log10_p(k), "detected": hit}  # fmt: skip
                 report.writerow([*row.values(), bits_to_str(bits)])
                 if len(summary.per_image) < 1000:
                     summary.per_image.append(row)
