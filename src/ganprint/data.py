@@ -402,7 +402,7 @@ def _is_zip_image(member: str) -> bool:
 
 class _IdxSource(ImageSource):
     def __init__(self, spec: str, path: Path):
-        self.spec = spec
+        self.spec, self.path = spec, path  # the path lets callers find the matching labels file
         self._images = _read_idx_images(path)
         stem = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
         width = len(str(len(self._images)))

@@ -12,8 +12,15 @@ import sys
 import click
 
 from ..errors import GanprintError
+from .attacks import attacks
+from .attribute import attribute
+from .calibrate import calibrate
 from .codec import codec
+from .dataset import dataset
 from .demo import demo
+from .evaluate import evaluate
+from .registry import registry
+from .scalable import scalable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,7 +39,14 @@ def cli() -> None:
 
 
 cli.add_command(codec)
+cli.add_command(dataset)
 cli.add_command(demo)
+cli.add_command(attacks)
+cli.add_command(evaluate)
+cli.add_command(registry)
+cli.add_command(attribute)
+cli.add_command(calibrate)
+cli.add_command(scalable)
 
 
 def main(argv: list[str] | None = None) -> None:

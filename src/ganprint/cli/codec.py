@@ -75,6 +75,12 @@ def _check_celeba(celeba: bool, resolution: int | None) -> None:
               help="Steps after the accuracy switch before the image loss ramps in.")
 @click.option("--l2-loss-ramp", "--l2_loss_ramp", "l2_loss_ramp", type=int, default=3000, show_default=True,
               help="Steps of the linear image-loss ramp.")
+@click.option("--augment", default=None, metavar="SPEC",
+              help="Immunized training: perturbations between fingerprinted images and the decoder, 'default' "
+              "(noise, blur, jpeg, crop, brightness, contrast, saturation) or a list like 'noise=0.1,jpeg,crop' "
+              "(name=maximum; see docs/robustness.md).")
+@click.option("--augment-ramp", "augment_ramp", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Steps over which the perturbation strength grows from 0 to full.")
 @click.option("--snapshot-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="Steps between snapshots and resume checkpoints.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True,
@@ -94,6 +100,7 @@ def train(resume, quiet, **kwargs) -> None:
       ganprint codec train --data_dir celeba/ --use_celeba_preprocessing --image_resolution 128 \\
           --fingerprint_length 100 --batch_size 64 --arch original --epochs 20
       ganprint codec train --resume runs/00000-codec-ganprint-32px-100b --steps 5000
+      ganprint codec train --data_dir photos/ --augment default --augment-ramp 1000  # immunized
     """
     from ..codec.train import CodecTrainOptions, train_codec
 
@@ -198,12 +205,21 @@ def detect(model, data_dir, output_dir, image_resolution, celeba, expected, fals
     _check_celeba(celeba, image_resolution)
     codec_ = load_codec(model, image_resolution, device)
     _check_celeba(celeba, codec_.config.resolution)
+    # a calibration.json beside the model (ganprint calibrate) replaces fair coins by the calibrated null
+    from ..calibration import load_calibration
+    from ..decoders import describe_codec
+    from ..detection import NullModel
+
+    cal = load_calibration(describe_codec(model, codec_))
+    null = cal.null_model() if cal else NullModel.fair(codec_.config.fingerprint_length)
     summary = detect_folder(
         codec_, data_dir, output_dir, expected=expected, false_positive_rate=false_positive_rate,
-        batch_size=batch_size, celeba=celeba, strict=strict, overwrite=overwrite, progress=not quiet,
+        batch_size=batch_size, celeba=celeba, strict=strict, overwrite=overwrite, progress=not quiet, null=null,
     )  # fmt: skip
     record = {k: v for k, v in dataclasses.asdict(summary).items() if k != "per_image"}
     record["output_dir"] = str(summary.output_dir)
+    record["match_threshold"] = null.threshold(false_positive_rate)
+    record["null"] = null.description
     if as_json:
         click.echo(json.dumps(record))
         return
@@ -214,6 +230,7 @@ def detect(model, data_dir, output_dir, image_resolution, celeba, expected, fals
             f"(-log10 {summary.pooled_neg_log10_p:.1f}); detected at FPR {false_positive_rate:g}: "
             f"{summary.detected}/{summary.images}; per image: {summary.output_dir / 'detection_report.csv'}"
         )
+        click.echo(f"detected = at least {record['match_threshold']}/{null.length} matching bits; null: {null.description}")
 
 
 # ----------------------------------------------------------------------------------------- import

@@ -6,6 +6,10 @@ Each step draws fresh random bits for every image, embeds them, rounds the resul
 while the FidelitySchedule lowers the residual strength (ganprint arch) or raises w(t) (original).
 Randomness (data order, flips, bits) is drawn from generators seeded by (seed, step), so a resumed
 run continues exactly as the uninterrupted one would.
+
+Immunized training (`augment`, ganprint.augment): differentiable perturbations (noise, blur, JPEG,
+crop, colour) between the 8-bit fingerprinted image and the decoder, one per image, ramped in over
+`augment_ramp` steps; their randomness comes from the same per-step generator, after the bits.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import checkpoint
+from ..augment import Augmenter
 from ..data import TrainingImages, open_source, split_indices
 from ..device import resolve_device
 from ..errors import GanprintError
@@ -56,6 +61,8 @@ class CodecTrainOptions:
     anneal_factor: float = 0.9  # factor of each step down
     lr_final_factor: float = 0.1  # ganprint arch: lr decays to this share once the residual is at target
     quantize: bool = True  # round fingerprinted images to 8 bits before decoding (straight-through)
+    augment: str | None = None  # immunized training: perturbations before the decoder ("default" or a list)
+    augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
     hflip: bool = True  # random horizontal flips of training images
     val_fraction: float = 0.05  # held-out share of the data for evaluation
     max_val_images: int = 512  # cap on the held-out split
@@ -111,25 +118,34 @@ def _embed(codec: FingerprintCodec, images, bits, rms):
 
 
 @torch.no_grad()
-def evaluate(codec: FingerprintCodec, images: torch.Tensor, rms: float | None, seed: int) -> dict[str, float]:
-    """Held-out bit accuracy after 8-bit rounding, PSNR, and accuracy on clean images (should be 0.5)."""
+def evaluate(
+    codec: FingerprintCodec, images: torch.Tensor, rms: float | None, seed: int, augmenter: Augmenter | None = None
+) -> dict[str, float]:
+    """Held-out bit accuracy after 8-bit rounding, PSNR, and accuracy on clean images (should be 0.5);
+    with an augmenter, also the accuracy with every image perturbed at full strength."""
     codec.eval()
     g = torch.Generator().manual_seed(seed + 12345)
     bits = torch.randint(0, 2, (images.shape[0], codec.config.fingerprint_length), generator=g).float()
-    accs, clean_accs, mses = [], [], []
+    accs, clean_accs, aug_accs, mses = [], [], [], []
     for s in range(0, images.shape[0], 128):
         x, b = images[s : s + 128].to(codec.device), bits[s : s + 128].to(codec.device)
         marked = torch.round(_embed(codec, x, b, rms) * 255) / 255
         accs.append(((codec.decoder(marked) > 0).float() == b).float().mean(1))
         clean_accs.append(((codec.decoder(x) > 0).float() == b).float().mean(1))
         mses.append((marked - x).pow(2).mean((1, 2, 3)))
+        if augmenter is not None:
+            attacked = augmenter.full_strength(marked, torch.Generator().manual_seed(seed + 54321 + s))
+            aug_accs.append(((codec.decoder(attacked) > 0).float() == b).float().mean(1))
     codec.train()
     mse = torch.cat(mses).clamp_min(1e-10)
-    return {
+    stats = {
         "val/bit_accuracy": torch.cat(accs).mean().item(),
         "val/psnr": (10 * torch.log10(1 / mse)).mean().item(),
         "val/clean_bit_accuracy": torch.cat(clean_accs).mean().item(),
     }
+    if aug_accs:
+        stats["val/bit_accuracy_augmented"] = torch.cat(aug_accs).mean().item()
+    return stats
 
 
 def _description(o: CodecTrainOptions) -> str:
@@ -144,6 +160,7 @@ def train_codec(options: CodecTrainOptions, resume: str | Path | None = None) ->
         raise GanprintError("--use_celeba_preprocessing needs --image_resolution 128 (as the original tools)")
     if o.batch_size < 1:
         raise GanprintError("--batch_size must be at least 1")
+    augmenter = Augmenter.from_spec(o.augment, o.augment_ramp) if o.augment else None
     device = resolve_device(o.device)
 
     source = open_source(o.data_dir)
@@ -218,6 +235,8 @@ def train_codec(options: CodecTrainOptions, resume: str | Path | None = None) ->
 
         marked = _embed(codec, x, bits, schedule.rms)
         seen = marked + (torch.round(marked * 255) / 255 - marked).detach() if o.quantize else marked
+        if augmenter is not None:
+            seen = augmenter(seen, step, g)
         logits = codec.decoder(seen)
         bce = F.binary_cross_entropy_with_logits(logits, bits)
         l2 = F.mse_loss(marked, x)
@@ -240,8 +259,10 @@ def train_codec(options: CodecTrainOptions, resume: str | Path | None = None) ->
                 "train/bit_accuracy_ema": schedule.accuracy_ema, "schedule/image_loss_weight": w_img,
                 "schedule/residual_rms": float(schedule.rms or 0.0), "schedule/lr": opt.param_groups[0]["lr"], "time/seconds": time.time() - t0,
             }  # fmt: skip
+            if augmenter is not None:
+                stats["schedule/augment_ramp"] = augmenter.ramp(step)
             if val_images is not None:
-                stats.update(evaluate(codec, val_images, schedule.rms, o.seed))
+                stats.update(evaluate(codec, val_images, schedule.rms, o.seed, augmenter))
             log.write(step, stats)
         if step % o.snapshot_every == 0 and step != total:
             save(step)

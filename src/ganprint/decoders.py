@@ -1,0 +1,171 @@
+"""Fingerprint readers of any method behind one interface: images in, bit logits out.
+
+Detection, calibration and attribution only need a `Decoder`. The codec (ICCV 2021) provides one
+here; a scalable-fingerprinting network (ICLR 2022) provides one through a hook that the
+`ganprint.scalable` package implements:
+
+    ganprint.scalable.fingerprint_decoder(network: str, device: str) -> ganprint.decoders.Decoder
+        The decoder F of a scalable-fingerprinting network file/folder, method "scalable".
+
+    ganprint.scalable.fingerprinted_images(network: str, fingerprint: torch.Tensor, count: int,
+                                           seed: int, device: str) -> torch.Tensor
+        `count` images (count, 3, R, R) in [0, 1] generated as the model fingerprinted with
+        `fingerprint` (L,) of 0/1 floats; used by benchmarks/bench_attribution.py.
+
+When `ganprint.scalable` does not define them, the adapters below build both from
+`ganprint.scalable.network.ScalableNetwork` (a full network: generator G(z, c) and decoder F).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from .data import ImageSource, iterate_batches
+from .errors import GanprintError
+
+METHODS = ("codec", "scalable")
+
+
+@dataclass
+class Decoder:
+    """A fingerprint reader: `decode_logits(images (B, 3, R, R) in [0, 1]) -> logits (B, L)` on the CPU.
+
+    `name` says which decoder it is (shown in outputs), `model_dir` / `weights_file` where its files
+    are (its calibration.json lives in `model_dir`, or beside a lone weights file).
+    """
+
+    name: str
+    method: str
+    resolution: int
+    fingerprint_length: int
+    decode_logits: Callable[[torch.Tensor], torch.Tensor]
+    model_dir: Path | None = None
+    weights_file: Path | None = None
+
+    def weights_sha256(self) -> str | None:
+        """SHA-256 of the weights file: ties a calibration to exactly these weights."""
+        if self.weights_file is None or not Path(self.weights_file).is_file():
+            return None
+        digest = hashlib.sha256()
+        with open(self.weights_file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def decode_source(
+        self,
+        source: ImageSource,
+        batch_size: int = 64,
+        celeba: bool = False,
+        strict: bool = False,
+        on_bad: Callable[[str, str], None] | None = None,
+    ) -> Iterator[tuple[list[str], torch.Tensor]]:
+        """(names, logits) a batch at a time over a source; bad images are skipped (or raise if strict)."""
+        for names, images in iterate_batches(source, self.resolution, batch_size, celeba=celeba, strict=strict,
+                                             on_bad=on_bad):  # fmt: skip
+            yield names, self.decode_logits(images).detach().float().cpu()
+
+
+def codec_decoder(codec, name: str, model_dir: Path | None = None, weights_file: Path | None = None) -> Decoder:
+    """The Decoder of a loaded FingerprintCodec."""
+    if codec.decoder is None:
+        raise GanprintError(f"{name}: this codec has no decoder; give a decoder or a full codec")
+    return Decoder(
+        name=name,
+        method="codec",
+        resolution=codec.config.resolution,
+        fingerprint_length=codec.config.fingerprint_length,
+        decode_logits=lambda images: codec.decode_logits(images, batch_size=max(1, images.shape[0])),
+        model_dir=model_dir,
+        weights_file=weights_file,
+    )
+
+
+def describe_codec(model: str | os.PathLike, codec) -> Decoder:
+    """The Decoder of a codec loaded from `model` (a name, a folder or an original .pth file)."""
+    from .codec.importing import ORIGINAL_SUFFIXES
+    from .pretrained import resolve_model_dir
+
+    path = Path(model)
+    if path.is_file() and path.suffix.lower() in ORIGINAL_SUFFIXES:
+        return codec_decoder(codec, os.fspath(model), None, path)
+    directory = resolve_model_dir(model)
+    return codec_decoder(codec, os.fspath(model), directory, directory / "model.safetensors")
+
+
+def load_decoder(
+    model: str | os.PathLike | None = None,
+    method: str = "codec",
+    device: str = "auto",
+    resolution: int | None = None,
+) -> Decoder:
+    """A decoder by method: a codec name/folder/original .pth, or a scalable-fingerprinting network."""
+    if method == "codec":
+        from .codec.importing import load_codec
+        from .pretrained import DEFAULT_CODEC
+
+        model = DEFAULT_CODEC if model is None else os.fspath(model)
+        return describe_codec(model, load_codec(model, resolution, device))
+    if method == "scalable":
+        if model is None:
+            raise GanprintError("give the scalable-fingerprinting network with --model")
+        decoder = scalable_decoder(os.fspath(model), device)
+        if resolution is not None and resolution != decoder.resolution:
+            raise GanprintError(f"{model}: network works at {decoder.resolution}px, not {resolution}px")
+        return decoder
+    raise GanprintError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+
+
+# --------------------------------------------------------------------------- scalable fingerprinting
+def _scalable_hook(name: str):
+    try:
+        import importlib
+
+        return getattr(importlib.import_module("ganprint.scalable"), name, None)
+    except ImportError:
+        return None
+
+
+def _scalable_network(network: str, device: str):
+    try:
+        from .scalable.network import ScalableNetwork, resolve_network_dir
+    except ImportError:
+        raise GanprintError(
+            "scalable fingerprinting is not available in this ganprint build "
+            "(neither ganprint.scalable.fingerprint_decoder nor ScalableNetwork)"
+        ) from None
+    from .device import resolve_device
+
+    return ScalableNetwork.from_pretrained(network, resolve_device(device)), resolve_network_dir(network)
+
+
+def scalable_decoder(network: str, device: str = "cpu") -> Decoder:
+    """The decoder F of a scalable-fingerprinting network, through the hook or the adapter."""
+    hook = _scalable_hook("fingerprint_decoder")
+    if hook is not None:
+        return hook(network, device)
+    net, directory = _scalable_network(network, device)
+    if net.F is None:
+        raise GanprintError(f"{network}: an exported fingerprinted generator has no decoder; give the full network")
+    return Decoder(name=network, method="scalable", resolution=net.config.resolution,
+                   fingerprint_length=net.config.fingerprint_size, decode_logits=net.decode_logits,
+                   model_dir=directory, weights_file=directory / "model.safetensors")  # fmt: skip
+
+
+def fingerprinted_images(network: str, fingerprint: torch.Tensor, count: int, seed: int,
+                         device: str = "cpu") -> torch.Tensor:  # fmt: skip
+    """`count` images (count, 3, R, R) in [0, 1] of the model fingerprinted with `fingerprint` (L,):
+    G(z, c) with z ~ N(0, 1) drawn from `seed`."""
+    hook = _scalable_hook("fingerprinted_images")
+    if hook is not None:
+        return hook(network, fingerprint, count, seed, device)
+    net, _ = _scalable_network(network, device)
+    z = torch.randn(count, net.config.z_dim, generator=torch.Generator().manual_seed(seed))
+    c = torch.as_tensor(fingerprint).float().reshape(1, -1).expand(count, -1)
+    return net.generate(z, c).cpu()

@@ -1,0 +1,440 @@
+import csv
+import json
+import os
+import socket
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganprint.cli import main
+from ganprint.errors import GanprintError
+from ganprint.fingerprints import bits_to_hex, bits_to_str, read_fingerprint_file
+from ganprint.scalable.config import ScalableConfig
+from ganprint.scalable.export import export_fingerprinted
+from ganprint.scalable.generate import draw, generate_images, parse_seeds
+from ganprint.scalable.network import ScalableNetwork, from_unit, quantize_unit
+from ganprint.scalable.train import TrainOptions, load_run_options, train_scalable
+
+TINY_NET = dict(resolution=16, fingerprint_size=16, z_dim=8, w_dim=16, g_channels=[16, 16, 8],
+                d_channels=[16, 16, 8], mapping_layers=2, mbstd_group=2)  # fmt: skip
+
+
+def _blob_images(folder, count=24, size=16, seed=0):
+    """Coloured squares on black: a learnable toy dataset."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        a = np.zeros((size, size, 3), np.uint8)
+        x, y = rng.integers(0, size - 6, 2)
+        a[y : y + 6, x : x + 6] = rng.integers(60, 255, 3)
+        Image.fromarray(a).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    return _blob_images(tmp_path_factory.mktemp("blobs") / "imgs")
+
+
+def options(data, out, **kw):
+    base = dict(data=str(data), output_dir=str(out), network=dict(TINY_NET), batch_size=4, total_kimg=0.024,
+                tick_kimg=0.008, metrics_kimg=0.012, metric_images=32, snapshot_kimg=0.012, r1_interval=2,
+                progress=False)  # fmt: skip
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    torch.manual_seed(0)
+    return ScalableNetwork(ScalableConfig(**TINY_NET)).eval()
+
+
+def run_cli(args) -> int:
+    """The exit code of `ganprint ARGS` run in this process."""
+    try:
+        main(args)
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def checkpoint_tensors(run):
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    out = {}
+    for key in ("G", "D", "F", "G_ema"):
+        out.update({f"{key}.{k}": v for k, v in state[key].items()})
+    for key in ("opt_G", "opt_D", "opt_F"):
+        for pid, s in state[key]["state"].items():
+            out.update({f"{key}.{pid}.{k}": v for k, v in s.items() if torch.is_tensor(v)})
+    return out, state["step"]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_run_folder_contents(blobs, tmp_path):
+    run = train_scalable(options(blobs, tmp_path))
+    names = {p.name for p in run.iterdir()}
+    assert run.name == "00000-scalable-cpu32-16px-16b"
+    expected = {"options.json", "reals.png", "checkpoint.pt", "stats.jsonl", "metric-bit_accuracy.txt",
+                "fakes-arbitrary-000000.png", "fakes-fingerprints-same-000000.png", "fakes-latents-same-000000.png",
+                "network-snapshot-000000"}  # fmt: skip
+    assert expected <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    options_json = json.loads((run / "options.json").read_text())
+    assert options_json["kind"] == "ganprint.scalable.train" and options_json["batch_size"] == 4
+    assert options_json["res_modulated_range"] == "4-16" and options_json["gamma"] == pytest.approx(0.0128)
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [2, 3, 4, 6]  # ticks every 2 steps, metrics at 3 and 6
+    assert len((run / "metric-bit_accuracy.txt").read_text().splitlines()) == 2
+    # the snapshot is inference-only: G (EMA) + F, and loads as a network
+    net = ScalableNetwork.from_pretrained(run / "network-snapshot-000000")
+    assert net.F is not None and net.config.fingerprint_size == 16
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(net.G.state_dict(), state["G_ema"])
+    with Image.open(run / "fakes-latents-same-000000.png") as grid:
+        assert grid.size == (512, 512)  # 8x8 images of 16 px, enlarged x4
+
+
+def test_resume_reproduces_an_uninterrupted_run(blobs, tmp_path):
+    full = train_scalable(options(blobs, tmp_path / "a"))
+    half = train_scalable(options(blobs, tmp_path / "b"), should_stop=lambda step: step == 3)
+    assert checkpoint_tensors(half)[1] == 3
+    resumed = train_scalable(load_run_options(half), resume=half)
+    assert resumed == half
+    a, step_a = checkpoint_tensors(full)
+    b, step_b = checkpoint_tensors(resumed)
+    assert step_a == step_b == 6 and a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(line)["step"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
+    assert steps == [2, 3, 4, 6]  # the early stop's extra lines are dropped on resume
+
+
+def test_same_seed_same_run_other_seed_other_run(blobs, tmp_path):
+    a = checkpoint_tensors(train_scalable(options(blobs, tmp_path, total_kimg=0.008, seed=1)))[0]
+    b = checkpoint_tensors(train_scalable(options(blobs, tmp_path, total_kimg=0.008, seed=1)))[0]
+    c = checkpoint_tensors(train_scalable(options(blobs, tmp_path, total_kimg=0.008, seed=2)))[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, opts):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    try:
+        train_scalable(opts)  # only process 0 writes the run folder
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_two_process_ddp_equals_one_process(blobs, tmp_path):
+    import torch.multiprocessing as mp
+
+    opts = options(blobs, tmp_path / "ddp", total_kimg=0.012, metrics_kimg=0, snapshot_kimg=0)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), opts), nprocs=2, join=True)
+    (ddp_run,) = (tmp_path / "ddp").iterdir()  # only process 0 made a run folder
+    single = train_scalable(options(blobs, tmp_path / "one", total_kimg=0.012, metrics_kimg=0, snapshot_kimg=0))
+    a, step_a = checkpoint_tensors(ddp_run)
+    b, step_b = checkpoint_tensors(single)
+    assert step_a == step_b == 3
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
+    assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a if k.startswith("opt_D"))
+
+
+def test_short_run_lifts_bit_accuracy_above_chance(blobs, tmp_path):
+    net = dict(TINY_NET, fingerprint_size=8)
+    run = train_scalable(options(blobs, tmp_path, network=net, total_kimg=1.6, batch_size=8, tick_kimg=0.4,
+                                 metrics_kimg=0.8, metric_images=256, snapshot_kimg=0, seed=0))  # fmt: skip
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    final = [s for s in stats if "metrics/bit_accuracy" in s][-1]
+    assert final["metrics/bit_accuracy"] > 0.75, final
+    assert final["metrics/bit_accuracy_uint8"] > 0.75, final
+
+
+# ----------------------------------------------------------------------------- generate / export / detect
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("1,5,9") == [1, 5, 9]
+    assert parse_seeds(" 0-1, 7 ,10-11") == [0, 1, 7, 10, 11]
+    for bad, message in (("a-3", "cannot read"), ("5-2", "backwards"), ("1,,2", "cannot read"), ("-1", "cannot read"),
+                         ("1,1", "appears twice"), ("", "cannot read")):  # fmt: skip
+        with pytest.raises(GanprintError, match=message):
+            parse_seeds(bad)
+
+
+def _read_record(folder):
+    with open(folder / "generated_images.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_generate_record_and_rng_order(tiny_net, tmp_path):
+    generate_images(tiny_net, parse_seeds("3,7,11"), tmp_path / "plain", progress=False)
+    generate_images(tiny_net, parse_seeds("3,7,11"), tmp_path / "same-z", identical_latent=True, progress=False)
+    generate_images(tiny_net, parse_seeds("3,7,11"), tmp_path / "same-c", identical_fingerprint=True, progress=False)
+    generate_images(tiny_net, [7], tmp_path / "alone", progress=False)
+    rows = _read_record(tmp_path / "plain")
+    assert [r["name"] for r in rows] == ["seed0003.png", "seed0007.png", "seed0011.png"]
+    for row, seed in zip(rows, (3, 7, 11)):  # the documented order: z then c from the seed's generator
+        g = torch.Generator().manual_seed(seed)
+        torch.randn(8, generator=g)
+        c = torch.randint(0, 2, (16,), generator=g).float()
+        assert row["fingerprint"] == bits_to_str(c) and row["fingerprint_hex"] == bits_to_hex(c)
+        assert row["seed"] == row["latent_seed"] == row["fingerprint_seed"] == str(seed)
+    txt = read_fingerprint_file(tmp_path / "plain" / "embedded_fingerprints.txt")
+    assert {k: bits_to_str(v) for k, v in txt.items()} == {r["name"]: r["fingerprint"] for r in rows}
+
+    def pixels(folder, name):
+        return np.asarray(Image.open(tmp_path / folder / name))
+
+    # a seed means the same image whatever else is generated with it
+    assert np.array_equal(pixels("plain", "seed0007.png"), pixels("alone", "seed0007.png"))
+    # flags only choose which draws are used: the first seed's image is unchanged
+    for folder in ("same-z", "same-c"):
+        assert np.array_equal(pixels("plain", "seed0003.png"), pixels(folder, "seed0003.png"))
+    same_c = _read_record(tmp_path / "same-c")
+    assert {r["fingerprint"] for r in same_c} == {rows[0]["fingerprint"]}
+    assert [r["latent_seed"] for r in same_c] == ["3", "7", "11"]
+    same_z = _read_record(tmp_path / "same-z")
+    assert [r["latent_seed"] for r in same_z] == ["3", "3", "3"]
+    assert [r["fingerprint"] for r in same_z] == [r["fingerprint"] for r in rows]
+    z3, c11, _ = draw(tiny_net, 3)[0], draw(tiny_net, 11)[1], None
+    expected = tiny_net.generate(z3.view(1, -1), c11.view(1, -1))[0]
+    got = torch.from_numpy(pixels("same-z", "seed0011.png").copy()).permute(2, 0, 1).float() / 255
+    assert torch.allclose(got, quantize_unit(expected), atol=1 / 255 + 1e-6)
+
+
+def test_generate_refuses_to_overwrite_and_bad_fingerprints(tiny_net, tmp_path):
+    out = tmp_path / "gen"
+    generate_images(tiny_net, [0, 1], out, progress=False)
+    before = (out / "seed0000.png").read_bytes()
+    with pytest.raises(GanprintError, match="already exists"):
+        generate_images(tiny_net, [0], out, progress=False)
+    assert (out / "seed0000.png").read_bytes() == before
+    for bad in ("01010", "0x12345", "zz" * 8, "01" * 9):  # ("0101" would be valid hex for 16 bits)
+        with pytest.raises(GanprintError):
+            generate_images(tiny_net, [5], tmp_path / "other", fingerprint=bad, progress=False)
+    assert not (tmp_path / "other" / "seed0005.png").exists()
+    generate_images(tiny_net, [5, 6], tmp_path / "fp", fingerprint="0xa5c3", progress=False)
+    assert {r["fingerprint_hex"] for r in _read_record(tmp_path / "fp")} == {"a5c3"}
+
+
+def test_export_equals_conditioned_generator_through_files(tiny_net, tmp_path):
+    fingerprint = "1011001110001111"
+    full_dir, exported_dir = tmp_path / "full", tmp_path / "exported"
+    tiny_net.save_pretrained(full_dir)
+    assert run_cli(["scalable", "export", "--network", str(full_dir), "--fingerprint", fingerprint,
+                    "--output", str(exported_dir)]) == 0  # fmt: skip
+    exported = ScalableNetwork.from_pretrained(exported_dir)
+    config = json.loads((exported_dir / "config.json").read_text())
+    assert config["kind"] == "ganprint.scalable.fingerprinted" and config["fingerprint"] == fingerprint
+    assert exported.F is None and exported.G.mapping is None
+    z = torch.randn(10, 8)
+    c = torch.tensor([float(b) for b in fingerprint]).expand(10, -1)
+    torch.testing.assert_close(exported.generate(z), tiny_net.generate(z, c), rtol=0, atol=1e-5)
+    raw_full = tiny_net.G(z, c)
+    torch.testing.assert_close(exported.G(z), raw_full, rtol=0, atol=1e-5)
+    # generating from the exported model records its built-in fingerprint
+    generate_images(exported, [0, 1], tmp_path / "gen", progress=False)
+    assert {r["fingerprint"] for r in _read_record(tmp_path / "gen")} == {fingerprint}
+    with pytest.raises(GanprintError, match="takes no --fingerprint"):
+        generate_images(exported, [2], tmp_path / "gen2", fingerprint=fingerprint, progress=False)
+    with pytest.raises(GanprintError, match="no decoder"):
+        exported.decode_logits(torch.zeros(1, 3, 16, 16))
+
+
+def test_detect_writes_the_codec_detect_files(tiny_net, tmp_path):
+    from ganprint.scalable.detect import detect
+
+    generate_images(tiny_net, list(range(12)), tmp_path / "gen", progress=False)
+    summary = detect(tiny_net, tmp_path / "gen", tmp_path / "det", expected=tmp_path / "gen", progress=False)
+    detected = read_fingerprint_file(tmp_path / "det" / "detected_fingerprints.txt")
+    assert sorted(detected) == [f"seed{i:04d}.png" for i in range(12)]
+    images = torch.stack([torch.from_numpy(np.asarray(Image.open(tmp_path / "gen" / n)).copy()).permute(2, 0, 1)
+                          for n in sorted(detected)]).float() / 255  # fmt: skip
+    logits = tiny_net.F(from_unit(images))[1]
+    for name, row in zip(sorted(detected), logits):
+        assert torch.equal(detected[name], (row > 0).float())
+    with open(tmp_path / "det" / "detection_report.csv", newline="") as f:
+        report = list(csv.DictReader(f))
+    assert [r["name"] for r in report] == sorted(detected)
+    assert {"bit_accuracy", "p_value", "neg_log10_p", "detected"} <= report[0].keys()
+    # an untrained decoder reads chance: 12 x 16 bits, so well inside 0.5 +- 0.2
+    assert abs(summary.mean_bit_accuracy - 0.5) < 0.2 and summary.detected == 0
+
+
+def test_random_decoder_reads_chance(tiny_net):
+    from ganprint.scalable.metrics import compute_metrics
+
+    result = compute_metrics(tiny_net, 256, batch_size=64, seed=1)
+    assert abs(result.bit_accuracy - 0.5) < 0.05  # 4096 bits: 0.05 is > 6 standard deviations
+    assert abs(result.bit_accuracy_uint8 - 0.5) < 0.05
+    assert result.fid is None
+
+
+def test_metrics_bit_accuracy_and_fid_against_direct_computation(tiny_net, blobs):
+    from ganprint.fid import StandInFeatureNetwork, extract_features, frechet_distance, real_image_batches, to_uint8
+    from ganprint.scalable.metrics import compute_metrics
+
+    feature_net = StandInFeatureNetwork(0)
+    result = compute_metrics(tiny_net, 20, str(blobs), feature_net, batch_size=8, seed=3)
+    g = torch.Generator().manual_seed(3)
+    zs, cs = [], []
+    for n in (8, 8, 4):  # batch by batch: z then c
+        zs.append(torch.randn(n, 8, generator=g))
+        cs.append(torch.randint(0, 2, (n, 16), generator=g).float())
+    z, c = torch.cat(zs), torch.cat(cs)
+    with torch.no_grad():
+        raw = tiny_net.G(z, c)
+        images = ((raw + 1) / 2).clamp(0, 1)
+        acc = ((tiny_net.F(raw)[1] > 0).float() == c).double().mean().item()
+        acc8 = ((tiny_net.F(from_unit(quantize_unit(images)))[1] > 0).float() == c).double().mean().item()
+    assert result.bit_accuracy == pytest.approx(acc, abs=1e-9)
+    assert result.bit_accuracy_uint8 == pytest.approx(acc8, abs=1e-9)
+    fake = extract_features(feature_net, [to_uint8(images)])
+    real = extract_features(feature_net, real_image_batches(str(blobs), 20, 16, batch_size=8, seed=3))
+    assert result.fid == pytest.approx(frechet_distance(fake, real), rel=1e-6)
+    assert result.feature_network == "stand-in:0"
+
+
+# ----------------------------------------------------------------------------- bad input (CLI)
+
+
+def test_cli_generate_detect_round_trip(tiny_net, tmp_path, capsys):
+    tiny_net.save_pretrained(tmp_path / "net")
+    assert run_cli(["scalable", "generate", "--network", str(tmp_path / "net"), "--seeds", "0-3",
+                    "--identical-watermark=True", "--output-dir", str(tmp_path / "gen"), "-q"]) == 0  # fmt: skip
+    assert len(list((tmp_path / "gen").glob("seed*.png"))) == 4
+    assert run_cli(["scalable", "detect", "--network", str(tmp_path / "net"), "--data_dir", str(tmp_path / "gen"),
+                    "--output_dir", str(tmp_path / "det"), "--expected", str(tmp_path / "gen"), "--json", "-q"]) == 0  # fmt: skip
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["images"] == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "--seeds", "1-x"], "cannot read"),
+        (["generate", "--seeds", "0-3", "--fingerprint", "010"], "fingerprint"),
+        (["generate", "--seeds", "0-3", "--fingerprint", "0xg1234"], "neither"),
+        (["export", "--fingerprint", "01" * 20], "fingerprint"),
+    ],
+)
+def test_cli_bad_arguments_are_one_line_errors(tiny_net, tmp_path, capsys, args, message):
+    tiny_net.save_pretrained(tmp_path / "net")
+    extra = ["--output-dir", str(tmp_path / "out")] if args[0] == "generate" else ["--output", str(tmp_path / "out")]
+    code = run_cli(["scalable", *args, "--network", str(tmp_path / "net"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_network_of_another_kind(tiny_codec, tmp_path, capsys):
+    tiny_codec.save_pretrained(tmp_path / "codec")
+    code = run_cli(["scalable", "generate", "--network", str(tmp_path / "codec"), "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "ganprint.codec model, not a scalable fingerprinting network" in err
+    assert len(err.splitlines()) == 1
+
+
+def _train_cli(data, out, *extra):
+    return ["scalable", "train", "--data", str(data), "--output-dir", str(out), "--batch", "4", "--total-kimg",
+            "0.008", "-q", *extra]  # fmt: skip
+
+
+def _bad_dataset(kind, root):
+    if kind == "mixed-sizes":
+        folder = _blob_images(root / "mixed", count=4)
+        Image.new("RGB", (20, 16)).save(folder / "002.png")
+        return folder
+    if kind == "empty":
+        (root / "empty").mkdir()
+        return root / "empty"
+    if kind == "corrupt-zip":
+        (root / "bad.zip").write_bytes(b"PK\x03\x04 not really a zip")
+        return root / "bad.zip"
+    if kind == "unreadable":
+        folder = root / "unreadable"
+        folder.mkdir()
+        for i in range(3):
+            (folder / f"{i}.png").write_bytes(b"\x89PNG broken")
+        return folder
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind, message", [("mixed-sizes", "20x16, but the dataset's images are 16x16"),
+                                           ("empty", "no images found"), ("corrupt-zip", "not a readable zip"),
+                                           ("unreadable", "none of the 3 images could be read")])  # fmt: skip
+def test_bad_datasets(kind, message, tmp_path):
+    data = _bad_dataset(kind, tmp_path)
+    with pytest.raises(GanprintError, match=message):
+        train_scalable(options(data, tmp_path / "runs", batch_size=4, total_kimg=0.004))
+
+
+def test_cli_bad_dataset_is_a_one_line_error(tmp_path, capsys):
+    data = _bad_dataset("mixed-sizes", tmp_path)
+    code = run_cli(_train_cli(data, tmp_path / "runs"))
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: ") and "20x16" in err and len(err.splitlines()) == 1
+
+
+def test_resume_refuses_another_configuration(blobs, tmp_path, capsys):
+    run = train_scalable(options(blobs, tmp_path, total_kimg=0.008))
+    options_before = (run / "options.json").read_bytes()
+    checkpoint_before = (run / "checkpoint.pt").read_bytes()
+    # an explicit option that changes the training
+    code = run_cli(["scalable", "train", "--resume", str(run), "--watermark-size", "32", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "fingerprint-size 16, not 32" in err and len(err.splitlines()) == 1
+    # a checkpoint from another configuration
+    other = train_scalable(options(blobs, tmp_path / "other", total_kimg=0.008, network=dict(TINY_NET, z_dim=4)))
+    (run / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    with pytest.raises(GanprintError, match="another configuration"):
+        train_scalable(load_run_options(run), resume=run)
+    (run / "checkpoint.pt").write_bytes(checkpoint_before)
+    assert (run / "options.json").read_bytes() == options_before
+    # a codec run folder
+    (tmp_path / "codec-run").mkdir()
+    (tmp_path / "codec-run" / "options.json").write_text(json.dumps({"data_dir": "x", "arch": "ganprint"}))
+    code = run_cli(["scalable", "train", "--resume", str(tmp_path / "codec-run"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "not a scalable fingerprinting run" in err
+    # a truncated checkpoint
+    (run / "checkpoint.pt").write_bytes(checkpoint_before[:100])
+    with pytest.raises(GanprintError, match="not a readable training checkpoint"):
+        train_scalable(load_run_options(run), resume=run)
+
+
+def test_config_errors():
+    with pytest.raises(GanprintError, match="res-modulated-range 8-64"):
+        ScalableConfig(**dict(TINY_NET, res_modulated_range=(8, 64))).validate()
+    with pytest.raises(GanprintError, match="expected two resolutions"):
+        TrainOptions(data="x", res_modulated_range="4to32").resolved()
+    with pytest.raises(GanprintError, match="unknown preset"):
+        TrainOptions(data="x", preset="gpu9").resolved()
+
+
+def test_zip_dataset_trains(tmp_path):
+    folder = _blob_images(tmp_path / "imgs", count=8)
+    with zipfile.ZipFile(tmp_path / "data.zip", "w") as zf:
+        for p in sorted(folder.iterdir()):
+            zf.write(p, p.name)
+    run = train_scalable(options(tmp_path / "data.zip", tmp_path / "runs", total_kimg=0.008))
+    assert (run / "reals.png").is_file()
