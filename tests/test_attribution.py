@@ -23,7 +23,6 @@ from ganprint.attribution import (
     hamming,
     pack_bits,
 )
-from ganprint.cli import main
 from ganprint.decoders import Decoder
 from ganprint.detection import DetectionResult, NullModel
 from ganprint.errors import GanprintError
@@ -221,19 +220,9 @@ def setup(tmp_path, monkeypatch):
     return tmp_path, db, entries
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_attribute_cli_table_jsonl_and_exit_codes(capsys, setup):
+def test_attribute_cli_table_jsonl_and_exit_codes(run_cli, setup):
     tmp, db, entries = setup
-    code, out, err = run(capsys, "attribute", "--registry", db, tmp / "marked", tmp / "clean" / "clean-0.png", "-q")
+    code, out, err = run_cli("attribute", "--registry", db, tmp / "marked", tmp / "clean" / "clean-0.png", "-q")
     assert code == 0, err
     rows = out.splitlines()
     assert rows[0].split()[:2] == ["verdict", "model"]
@@ -245,7 +234,7 @@ def test_attribute_cli_table_jsonl_and_exit_codes(capsys, setup):
     assert by_image[str(tmp / "clean" / "clean-0.png")][0] == "not-fingerprinted"
     assert "5 attributed, 0 fingerprinted-unknown, 1 not-fingerprinted" in err
 
-    code, out, err = run(capsys, "attribute", "--registry", db, "--jsonl", tmp / "marked", "-q")
+    code, out, err = run_cli("attribute", "--registry", db, "--jsonl", tmp / "marked", "-q")
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["verdict"] for r in records] == ["attributed"] * 5
     for i, r in enumerate(sorted(records, key=lambda r: r["model"])):
@@ -253,25 +242,25 @@ def test_attribute_cli_table_jsonl_and_exit_codes(capsys, setup):
         assert r["corrected_p_value"] == pytest.approx(min(1.0, 5 * float(exact_tail(LENGTH - i, LENGTH))))
 
     # no fingerprints at all: every verdict 'not-fingerprinted', exit 3
-    code, out, err = run(capsys, "attribute", "--registry", db, "--jsonl", tmp / "clean", "-q")
+    code, out, err = run_cli("attribute", "--registry", db, "--jsonl", tmp / "clean", "-q")
     assert code == 3 and [json.loads(line)["verdict"] for line in out.splitlines()] == ["not-fingerprinted"] * 4
 
 
-def test_attribute_cli_errors(capsys, setup):
+def test_attribute_cli_errors(run_cli, setup):
     tmp, db, _ = setup
-    code, out, err = run(capsys, "attribute", "--registry", tmp / "none.db", tmp / "clean")
+    code, out, err = run_cli("attribute", "--registry", tmp / "none.db", tmp / "clean")
     assert code == 1 and "no registry here" in err and not (tmp / "none.db").exists()
-    code, out, err = run(capsys, "attribute", "--registry", db, tmp / "nothing-here")
+    code, out, err = run_cli("attribute", "--registry", db, tmp / "nothing-here")
     assert code == 1 and err.strip().endswith("nothing-here: no such file or directory")
-    code, out, err = run(capsys, "attribute", "--registry", db)
+    code, out, err = run_cli("attribute", "--registry", db)
     assert code == 2 and "PATH" in err
     (tmp / "broken.db").write_bytes(b"\x00" * 1000)
-    code, out, err = run(capsys, "attribute", "--registry", tmp / "broken.db", tmp / "clean")
+    code, out, err = run_cli("attribute", "--registry", tmp / "broken.db", tmp / "clean")
     assert code == 1 and "damaged" in err and "Traceback" not in err
 
 
-def test_attribute_help(capsys):
-    code, out, _ = run(capsys, "attribute", "--help")
+def test_attribute_help(run_cli):
+    code, out, _ = run_cli("attribute", "--help")
     assert code == 0 and "Exit codes: 0" in out and "Examples:" in out and "ganprint attribute --registry" in out
 
 

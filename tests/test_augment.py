@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -90,16 +89,8 @@ def test_full_strength_perturbs_every_image(images):
 
 # ---------------------------------------------------------------------------------------- trainer
 @pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory):
-    from ganprint.data import open_source
-
-    root = tmp_path_factory.mktemp("photos")
-    samples = open_source("samples")
-    rng = np.random.default_rng(0)
-    for i in range(24):
-        x, y = rng.integers(0, 33, size=2)
-        samples.image(i).crop((x, y, x + 32, y + 32)).save(root / f"{i:03d}.png")
-    return root
+def photo_folder(photo_crops):
+    return photo_crops(24)
 
 
 def _options(data, out, **kw):

@@ -14,22 +14,11 @@ from PIL import Image
 
 import ganprint.decoders
 from ganprint.calibration import Calibration, _conformal_threshold, calibrate_logits, load_calibration
-from ganprint.cli import main
 from ganprint.codec import CodecConfig, FingerprintCodec
 from ganprint.decoders import Decoder
 from ganprint.detection import NullModel
 from ganprint.errors import GanprintError
 from ganprint.registry import Registry
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def logits_from_bits(bits: np.ndarray, scale: float = 3.0) -> torch.Tensor:
@@ -131,17 +120,17 @@ def tiny_model(tmp_path):
     return folder, images
 
 
-def test_calibrate_cli_writes_beside_the_model_and_detect_uses_it(capsys, tiny_model, tmp_path):
+def test_calibrate_cli_writes_beside_the_model_and_detect_uses_it(run_cli, tiny_model, tmp_path):
     folder, images = tiny_model
-    code, out, err = run(capsys, "calibrate", "--model", folder, "--data_dir", images, "-q", "--fingerprints", 20)
+    code, out, err = run_cli("calibrate", "--model", folder, "--data_dir", images, "-q", "--fingerprints", 20)
     assert code == 0, err
     assert f"wrote {folder / 'calibration.json'}" in out and "warning: only 12 clean images" in err
     cal = Calibration.load(folder / "calibration.json")
     assert cal.images == 12 and cal.length == 16 and cal.method == "codec" and len(cal.weights_sha256) == 64
-    code, out, err = run(capsys, "calibrate", "--model", folder, "--data_dir", images, "-q")
+    code, out, err = run_cli("calibrate", "--model", folder, "--data_dir", images, "-q")
     assert code == 1 and "calibration.json already exists; pass --overwrite" in err
 
-    code, out, err = run(capsys, "codec", "detect", "--model", folder, "--data_dir", images, "--output_dir",
+    code, out, err = run_cli("codec", "detect", "--model", folder, "--data_dir", images, "--output_dir",
                          tmp_path / "det", "--expected", "0" * 16, "--json", "-q", "--fpr", 0.01)  # fmt: skip
     assert code == 0, err
     record = json.loads(out)
@@ -152,12 +141,12 @@ def test_calibrate_cli_writes_beside_the_model_and_detect_uses_it(capsys, tiny_m
     weights = folder / "model.safetensors"
     other = FingerprintCodec(CodecConfig(resolution=32, fingerprint_length=16, channels=8, message_channels=2))
     other.save_pretrained(folder)
-    code, out, err = run(capsys, "codec", "detect", "--model", folder, "--data_dir", images, "--output_dir",
+    code, out, err = run_cli("codec", "detect", "--model", folder, "--data_dir", images, "--output_dir",
                          tmp_path / "det2", "-q")  # fmt: skip
     assert code == 1 and "made for other weights" in err and weights.exists()
 
 
-def test_attribute_uses_the_calibration_for_unknown_fingerprints(capsys, tmp_path, monkeypatch):
+def test_attribute_uses_the_calibration_for_unknown_fingerprints(run_cli, tmp_path, monkeypatch):
     length = 64
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -181,26 +170,26 @@ def test_attribute_uses_the_calibration_for_unknown_fingerprints(capsys, tmp_pat
         (entry,) = reg.issue("registered", length, seed=0)
     write(tmp_path / "test" / "registered.png", entry.bits)
 
-    code, out, err = run(capsys, "attribute", "--registry", db, "--jsonl", tmp_path / "test", "-q")
+    code, out, err = run_cli("attribute", "--registry", db, "--jsonl", tmp_path / "test", "-q")
     verdicts = {json.loads(line)["name"].rsplit("/", 1)[-1]: json.loads(line)["verdict"] for line in out.splitlines()}
     assert code == 0 and verdicts["registered.png"] == "attributed" and verdicts["unregistered.png"] == "not-fingerprinted"
 
-    code, out, err = run(capsys, "calibrate", "--data_dir", tmp_path / "calib", "-q", "--fingerprints", 10)
+    code, out, err = run_cli("calibrate", "--data_dir", tmp_path / "calib", "-q", "--fingerprints", 10)
     assert code == 0, err
     cal = Calibration.load(model_dir / "calibration.json")
     assert cal.confidence_threshold < 0.5 and cal.unknown_false_positive_rate == pytest.approx(1 / 31)
-    code, out, err = run(capsys, "attribute", "--registry", db, "--jsonl", tmp_path / "test", "-q")
+    code, out, err = run_cli("attribute", "--registry", db, "--jsonl", tmp_path / "test", "-q")
     records = {json.loads(line)["name"].rsplit("/", 1)[-1]: json.loads(line) for line in out.splitlines()}
     assert records["unregistered.png"]["verdict"] == "fingerprinted-unknown"
     assert records["registered.png"]["verdict"] == "attributed" and records["registered.png"]["model"] == "registered"
     assert sum(r["verdict"] == "not-fingerprinted" for r in records.values()) == 30
-    code, out, err = run(capsys, "attribute", "--registry", db, "--jsonl", "--no-calibration", tmp_path / "test", "-q")
+    code, out, err = run_cli("attribute", "--registry", db, "--jsonl", "--no-calibration", tmp_path / "test", "-q")
     assert json.loads(out.splitlines()[-1])["verdict"] in ("attributed", "not-fingerprinted")
     assert "fingerprinted-unknown" not in out
     assert load_calibration(decoder).images == 30
     assert math.isfinite(cal.optimism)
 
 
-def test_calibrate_help(capsys):
-    code, out, _ = run(capsys, "calibrate", "--help")
+def test_calibrate_help(run_cli):
+    code, out, _ = run_cli("calibrate", "--help")
     assert code == 0 and "Examples:" in out and "ganprint calibrate --model" in out

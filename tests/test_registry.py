@@ -12,20 +12,9 @@ import sqlite3
 
 import pytest
 
-from ganprint.cli import main
 from ganprint.errors import GanprintError
 from ganprint.fingerprints import parse_fingerprint
 from ganprint.registry import Registry, default_min_distance, hex_to_bits
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def bit_string(rng: random.Random, n: int) -> str:
@@ -261,43 +250,43 @@ def test_missing_registry_is_not_silently_created(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- CLI
-def test_cli_round_trip(capsys, tmp_path):
+def test_cli_round_trip(run_cli, tmp_path):
     db = tmp_path / "fp.db"
-    code, out, err = run(capsys, "registry", "issue", "--registry", db, "--model", "acme", "--length", 100,
+    code, out, err = run_cli("registry", "issue", "--registry", db, "--model", "acme", "--length", 100,
                          "--owner", "ACME", "--seed", 1, "--json")  # fmt: skip
     assert code == 0, err
     issued = json.loads(out)
     assert issued["model"] == "acme" and len(issued["fingerprint"]) == 25 and issued["owner"] == "ACME"
-    code, out, err = run(capsys, "registry", "add", "--registry", db, "--model", "mine", "--fingerprint",
+    code, out, err = run_cli("registry", "add", "--registry", db, "--model", "mine", "--fingerprint",
                          "1" * 100, "--method", "scalable")  # fmt: skip
     assert code == 0 and "registered mine: 100-bit scalable fingerprint" in out
-    code, out, err = run(capsys, "registry", "list", "--registry", db)
+    code, out, err = run_cli("registry", "list", "--registry", db)
     assert code == 0 and out.splitlines()[1].startswith("acme ") and "mine" in out.splitlines()[2]
-    code, out, _ = run(capsys, "registry", "show", "--registry", db, "acme")
+    code, out, _ = run_cli("registry", "show", "--registry", db, "acme")
     assert code == 0 and f"fingerprint: {issued['fingerprint']}" in out
-    code, out, _ = run(capsys, "registry", "export", "--registry", db)
+    code, out, _ = run_cli("registry", "export", "--registry", db)
     assert code == 0 and [json.loads(line)["model"] for line in out.splitlines()] == ["acme", "mine"]
     (tmp_path / "e.jsonl").write_text(out)
-    code, out, err = run(capsys, "registry", "import", "--registry", tmp_path / "copy.db", tmp_path / "e.jsonl")
+    code, out, err = run_cli("registry", "import", "--registry", tmp_path / "copy.db", tmp_path / "e.jsonl")
     assert code == 0 and "imported 2 fingerprints" in out
-    code, out, err = run(capsys, "registry", "remove", "--registry", db, "acme")
+    code, out, err = run_cli("registry", "remove", "--registry", db, "acme")
     assert code == 2 and "pass --yes" in err
-    code, out, err = run(capsys, "registry", "remove", "--registry", db, "acme", "--yes")
+    code, out, err = run_cli("registry", "remove", "--registry", db, "acme", "--yes")
     assert code == 0 and "removed acme" in out
-    code, out, err = run(capsys, "registry", "show", "--registry", db, "acme")
+    code, out, err = run_cli("registry", "show", "--registry", db, "acme")
     assert code == 1 and err.strip() == f"error: {db}: no model 'acme' in the registry"
-    code, out, err = run(capsys, "registry", "add", "--registry", db, "--model", "mine", "--fingerprint", "0" * 100)
+    code, out, err = run_cli("registry", "add", "--registry", db, "--model", "mine", "--fingerprint", "0" * 100)
     assert code == 1 and "model 'mine' is already registered" in err and "Traceback" not in err
-    code, out, err = run(capsys, "registry", "list", "--registry", tmp_path / "missing.db")
+    code, out, err = run_cli("registry", "list", "--registry", tmp_path / "missing.db")
     assert code == 1 and "no registry here" in err
-    code, out, err = run(capsys, "registry", "export", "--registry", db, tmp_path / "e.jsonl")
+    code, out, err = run_cli("registry", "export", "--registry", db, tmp_path / "e.jsonl")
     assert code == 1 and "already exists" in err
-    code, out, err = run(capsys, "registry", "list")
+    code, out, err = run_cli("registry", "list")
     assert code == 2 and "--registry" in err
 
 
 @pytest.mark.parametrize("command", ["registry", "registry add", "registry issue", "registry list", "registry show",
                                      "registry remove", "registry import", "registry export"])  # fmt: skip
-def test_help_has_examples(capsys, command):
-    code, out, _ = run(capsys, *command.split(), "--help")
+def test_help_has_examples(run_cli, command):
+    code, out, _ = run_cli(*command.split(), "--help")
     assert code == 0 and "Example" in out and "ganprint registry" in out

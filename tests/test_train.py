@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,18 +12,9 @@ from ganprint.errors import GanprintError
 
 
 @pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory):
+def photo_folder(photo_crops):
     """48 small natural-looking images: crops of the built-in photos."""
-    from ganprint.data import open_source
-
-    root = tmp_path_factory.mktemp("photos")
-    samples = open_source("samples")
-    rng = np.random.default_rng(0)
-    for i in range(48):
-        im = samples.image(i % len(samples))
-        x, y = rng.integers(0, 33, size=2)
-        im.crop((x, y, x + 32, y + 32)).save(root / f"{i:03d}.png")
-    return root
+    return photo_crops(48)
 
 
 def options(data, out, **kw):

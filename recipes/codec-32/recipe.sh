@@ -15,3 +15,5 @@ rm -rf src/ganprint/assets/models/codec-32
 mkdir -p src/ganprint/assets/models
 cp -r "$run/final" src/ganprint/assets/models/codec-32
 echo "shipped $run/final as codec-32"
+# Calibrate on the clean training images: per-bit bias -> calibrated threshold used by detect/attribute.
+ganprint calibrate --model src/ganprint/assets/models/codec-32 --data_dir "$work/train.zip" -q --overwrite

@@ -33,19 +33,19 @@ AttackFn = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Attack:
-    """A named image perturbation whose strength is one number (`parameter`)."""
+class LevelledAttack:
+    """A named perturbation whose strength is one number (`parameter`): what image attacks (`Attack`)
+    and model attacks (`ganprint.model_attacks.ModelAttack`) share; subclasses say what `fn` changes."""
 
     name: str
     parameter: str  # what the level value means, e.g. "quality", "sigma (px)"
     levels: tuple[float, ...]  # default strength levels, weakest first
     summary: str
-    fn: AttackFn
+    fn: Callable[..., object]
     valid: tuple[float, float]  # inclusive range of allowed values
-    identity: float | None = None  # the value that leaves images unchanged (None: no such value)
-    integer: bool = False  # values must be whole numbers (JPEG quality, combined level)
+    identity: float | None = None  # the value that leaves the target unchanged (None: no such value)
+    integer: bool = False  # values must be whole numbers (JPEG quality, combined level, bits)
     stronger: str = "up"  # "up": larger values are stronger; "down": smaller; "away": away from identity
-    kind = "image"
 
     def check(self, value: float) -> float:
         lo, hi = self.valid
@@ -54,6 +54,17 @@ class Attack:
         if self.integer and value != int(value):
             raise GanprintError(f"attack {self.name}: level must be a whole number ({self.parameter}), got {value:g}")
         return float(value)
+
+    def label(self, value: float) -> str:
+        return f"{self.name}:{value:g}"
+
+
+@dataclass(frozen=True)
+class Attack(LevelledAttack):
+    """A named image perturbation whose strength is one number (`parameter`)."""
+
+    fn: AttackFn
+    kind = "image"
 
     def __call__(self, images: torch.Tensor, value: float, seed: int = 0) -> torch.Tensor:
         value = self.check(value)
@@ -65,16 +76,13 @@ class Attack:
         out = self.fn(images, value, g)
         return out.clamp(0, 1)
 
-    def label(self, value: float) -> str:
-        return f"{self.name}:{value:g}"
-
 
 @dataclass(frozen=True)
 class AttackLevel:
     """One attack (image-level, or model-level from ganprint.model_attacks) at one strength: a row of
     the evaluation grid."""
 
-    attack: "Attack"
+    attack: LevelledAttack
     value: float
 
     @property

@@ -33,7 +33,7 @@ import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, NamedTuple
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -42,6 +42,9 @@ from tqdm import tqdm
 from .data import ImageSource, load_image, open_source
 from .errors import BadImageError, GanprintError
 from .restricted_pickle import load_data_pickle
+
+if TYPE_CHECKING:  # annotations are strings here, so Python 3.10 never needs typing.Unpack at run time
+    from typing_extensions import Unpack
 
 MANIFEST = "dataset.json"
 FORMAT = "ganprint-dataset"
@@ -168,6 +171,15 @@ class DatasetSummary:
     channels: int
     labels: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+class WriteOptions(TypedDict, total=False):
+    """How every create_* function writes its dataset (keyword arguments; defaults are `_build`'s)."""
+
+    strict: bool  # an unreadable image is an error instead of a warning [False]
+    overwrite: bool  # replace an existing output [False]
+    progress: bool  # tqdm bar on stderr [True]
+    on_bad: Callable[[str], None] | None  # called with each skipped image's message [warn on stderr]
 
 
 def _is_zip_output(output: Path) -> bool:
@@ -389,10 +401,7 @@ def create_celeba(
     source: str | os.PathLike,
     num_images: int | None = None,
     resolution: int = 128,
-    strict: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_bad: Callable[[str], None] | None = None,
+    **write: Unpack[WriteOptions],
 ) -> DatasetSummary:
     """The first `num_images` readable aligned CelebA images in name order, cropped to the face box."""
     src = open_source(source)
@@ -400,7 +409,7 @@ def create_celeba(
         output, _source_items(src, range(len(src))), kind="celeba", source=_spec(source),
         options={"num_images": num_images, "resolution": resolution, "crop_box": list(CELEBA_BOX)},
         convert=_Converter(resolution, celeba=True), total=len(src), num_images=num_images,
-        strict=strict, overwrite=overwrite, progress=progress, on_bad=on_bad,
+        **write,
     )  # fmt: skip
 
 
@@ -411,10 +420,7 @@ def create_from_images(
     shuffle: bool = False,
     seed: int = 0,
     num_images: int | None = None,
-    strict: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_bad: Callable[[str], None] | None = None,
+    **write: Unpack[WriteOptions],
 ) -> DatasetSummary:
     """Any image source of `ganprint.data.open_source` (folder, zip, idx, ...), center-cropped and resized.
 
@@ -427,7 +433,7 @@ def create_from_images(
         options={"num_images": num_images, "resolution": resolution, "shuffle": shuffle,
                  "seed": seed if shuffle else None},
         convert=_Converter(resolution), total=len(src), num_images=num_images,
-        strict=strict, overwrite=overwrite, progress=progress, on_bad=on_bad,
+        **write,
     )  # fmt: skip
 
 
@@ -472,10 +478,7 @@ def create_lsun(
     source: str | os.PathLike,
     resolution: int | None = 256,
     num_images: int | None = None,
-    strict: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_bad: Callable[[str], None] | None = None,
+    **write: Unpack[WriteOptions],
 ) -> DatasetSummary:
     """An LSUN LMDB database (keys -> encoded WebP/JPEG images), in key order, center-cropped and resized."""
     lmdb = _import_lmdb()
@@ -493,7 +496,7 @@ def create_lsun(
             output, _lsun_items(env, _spec(source)), kind="lsun", source=_spec(source),
             options={"num_images": num_images, "resolution": resolution},
             convert=_Converter(resolution), total=total, num_images=num_images,
-            strict=strict, overwrite=overwrite, progress=progress, on_bad=on_bad,
+            **write,
         )  # fmt: skip
     finally:
         env.close()
@@ -595,10 +598,7 @@ def create_cifar10(
     split: str = "train",
     resolution: int | None = None,
     num_images: int | None = None,
-    strict: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_bad: Callable[[str], None] | None = None,
+    **write: Unpack[WriteOptions],
 ) -> DatasetSummary:
     """CIFAR-10's python batches (folder or cifar-10-python.tar.gz) with labels; split train, test or all."""
     if split not in _CIFAR_SPLITS:
@@ -617,7 +617,7 @@ def create_cifar10(
             options={"split": split, "num_images": num_images, "resolution": resolution},
             convert=_Converter(resolution), total=10000 * len(batches), num_images=num_images,
             label_names=_cifar_label_names(files),
-            strict=strict, overwrite=overwrite, progress=progress, on_bad=on_bad,
+            **write,
         )  # fmt: skip
     finally:
         files.close()
@@ -675,10 +675,7 @@ def create_idx(
     labels: str | os.PathLike | None = None,
     resolution: int | None = None,
     num_images: int | None = None,
-    strict: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_bad: Callable[[str], None] | None = None,
+    **write: Unpack[WriteOptions],
 ) -> DatasetSummary:
     """MNIST-like idx data (greyscale, channels 1) with labels found beside the images or given.
 
@@ -712,7 +709,7 @@ def create_idx(
         options={"split": split, "num_images": num_images, "resolution": resolution,
                  "labels": str(labels_path) if labels_path else None},
         convert=_Converter(resolution, mode="L"), total=len(src), num_images=num_images, label_names=names,
-        strict=strict, overwrite=overwrite, progress=progress, on_bad=on_bad,
+        **write,
     )  # fmt: skip
     if label_list is None:
         summary.notes.append(f"no labels file found beside {images_path}; the dataset has no labels")

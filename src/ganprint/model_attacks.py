@@ -18,7 +18,6 @@ the given number of steps and returns the tuned copy.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from .attacks import AttackLevel
+from .attacks import AttackLevel, LevelledAttack
 from .errors import GanprintError
 
 FinetuneLoss = Callable[[nn.Module, torch.Generator], torch.Tensor]
@@ -38,27 +37,11 @@ def weight_tensors(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 @dataclass(frozen=True)
-class ModelAttack:
+class ModelAttack(LevelledAttack):
     """A named perturbation of a network's weights whose strength is one number."""
 
-    name: str
-    parameter: str
-    levels: tuple[float, ...]
-    summary: str
     fn: Callable[..., None]  # fn(model, value, generator, **context): changes `model` in place
-    valid: tuple[float, float]
-    identity: float | None = None
-    integer: bool = False
-    stronger: str = "up"
     kind = "model"
-
-    def check(self, value: float) -> float:
-        lo, hi = self.valid
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
-            raise GanprintError(f"attack {self.name}: level {value!r} is outside [{lo:g}, {hi:g}] ({self.parameter})")
-        if self.integer and value != int(value):
-            raise GanprintError(f"attack {self.name}: level must be a whole number ({self.parameter}), got {value:g}")
-        return float(value)
 
     def __call__(self, model: nn.Module, value: float, seed: int = 0, **context) -> nn.Module:
         value = self.check(value)
@@ -68,9 +51,6 @@ class ModelAttack:
         g = torch.Generator().manual_seed(int(seed))
         self.fn(attacked, value, g, **context)
         return attacked
-
-    def label(self, value: float) -> str:
-        return f"{self.name}:{value:g}"
 
 
 @torch.no_grad()

@@ -341,13 +341,17 @@ class Registry:
         with self._read() as conn:
             return int(conn.execute(query).scalar())
 
-    def get(self, model: str) -> Entry:
+    def _row(self, conn: Connection, model: str):
+        """The row of `model`; GanprintError if it is not registered."""
         t = fingerprints_table
-        with self._read() as conn:
-            row = conn.execute(select(t).where(t.c.model == model)).first()
+        row = conn.execute(select(t).where(t.c.model == model)).first()
         if row is None:
             raise GanprintError(f"{self.where}: no model {model!r} in the registry")
-        return self._entry(row)
+        return row
+
+    def get(self, model: str) -> Entry:
+        with self._read() as conn:
+            return self._entry(self._row(conn, model))
 
     def fingerprint_bits(self, method: str | None, length: int) -> tuple[list[str], np.ndarray]:
         """(model names, bits (N, length) uint8) of every fingerprint of that length (and method):
@@ -479,12 +483,9 @@ class Registry:
         return [r[0] for r in rows], hex_to_bits([r[1] for r in rows], length)
 
     def remove(self, model: str) -> Entry:
-        t = fingerprints_table
         with self._write() as conn:
-            row = conn.execute(select(t).where(t.c.model == model)).first()
-            if row is None:
-                raise GanprintError(f"{self.where}: no model {model!r} in the registry")
-            conn.execute(t.delete().where(t.c.id == row.id))
+            row = self._row(conn, model)
+            conn.execute(fingerprints_table.delete().where(fingerprints_table.c.id == row.id))
         return self._entry(row)
 
     # ------------------------------------------------------------------------------ JSON lines

@@ -19,8 +19,10 @@ from .codec import codec
 from .dataset import dataset
 from .demo import demo
 from .evaluate import evaluate
+from .gan import gan
 from .registry import registry
 from .scalable import scalable
+from .transfer import transfer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,6 +49,8 @@ cli.add_command(registry)
 cli.add_command(attribute)
 cli.add_command(calibrate)
 cli.add_command(scalable)
+cli.add_command(gan)
+cli.add_command(transfer)
 
 
 def main(argv: list[str] | None = None) -> None:

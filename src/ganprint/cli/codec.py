@@ -11,6 +11,7 @@ import click
 from ..errors import GanprintError
 from ..pretrained import DEFAULT_CODEC
 from . import options as opt
+from .detect_output import echo_detect_summary
 
 
 @click.group()
@@ -178,15 +179,7 @@ def embed(model, data_dir, output_dir, image_resolution, celeba, identical, fing
 @opt.output_dir()
 @opt.image_resolution
 @opt.celeba
-@click.option("--expected", default=None, metavar="BITS|HEX|FILE",
-              help="Expected fingerprint, or an embedded_fingerprints.txt (or its folder) to compare per image.")
-@opt.fpr
-@opt.batch_size
-@opt.strict
-@opt.overwrite
-@opt.device
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@opt.quiet
+@opt.detect_options
 def detect(model, data_dir, output_dir, image_resolution, celeba, expected, false_positive_rate, batch_size, strict,
            overwrite, device, as_json, quiet) -> None:  # fmt: skip
     """Read fingerprints from a folder of images: writes detected_fingerprints.txt, and with
@@ -216,21 +209,10 @@ def detect(model, data_dir, output_dir, image_resolution, celeba, expected, fals
         codec_, data_dir, output_dir, expected=expected, false_positive_rate=false_positive_rate,
         batch_size=batch_size, celeba=celeba, strict=strict, overwrite=overwrite, progress=not quiet, null=null,
     )  # fmt: skip
-    record = {k: v for k, v in dataclasses.asdict(summary).items() if k != "per_image"}
-    record["output_dir"] = str(summary.output_dir)
-    record["match_threshold"] = null.threshold(false_positive_rate)
-    record["null"] = null.description
-    if as_json:
-        click.echo(json.dumps(record))
-        return
-    click.echo(f"read {summary.images} images; fingerprints in {summary.output_dir / 'detected_fingerprints.txt'}")
-    if summary.mean_bit_accuracy is not None:
-        click.echo(
-            f"mean bit accuracy {summary.mean_bit_accuracy:.4f}; pooled p-value {summary.pooled_p_value:.3g} "
-            f"(-log10 {summary.pooled_neg_log10_p:.1f}); detected at FPR {false_positive_rate:g}: "
-            f"{summary.detected}/{summary.images}; per image: {summary.output_dir / 'detection_report.csv'}"
-        )
-        click.echo(f"detected = at least {record['match_threshold']}/{null.length} matching bits; null: {null.description}")
+    threshold = null.threshold(false_positive_rate)
+    echo_detect_summary(summary, false_positive_rate, as_json, match_threshold=threshold, null=null.description)
+    if not as_json and summary.mean_bit_accuracy is not None:
+        click.echo(f"detected = at least {threshold}/{null.length} matching bits; null: {null.description}")
 
 
 # ----------------------------------------------------------------------------------------- import

@@ -49,3 +49,21 @@ fpr = click.option(
     help="False-positive rate: an image is 'detected' when its p-value is at most this.",
 )  # fmt: skip
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+def detect_options(f):
+    """The options every `... detect` command shares after its model and input options, in this order:
+    --expected, --fpr, --batch-size, --strict, --overwrite, --device, --json (as_json), --quiet."""
+    for option in reversed([
+        click.option("--expected", default=None, metavar="BITS|HEX|FILE",
+                     help="Expected fingerprint, or an embedded_fingerprints.txt (or its folder) to compare per image."),
+        fpr,
+        batch_size,
+        strict,
+        overwrite,
+        device,
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        quiet,
+    ]):  # fmt: skip
+        f = option(f)
+    return f

@@ -85,6 +85,8 @@ class TrainOptions:
     consistency_weight: float = 2.0  # mean (G(z,c) - G(z,c'))^2 (original --decoupleL2-weight)
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float = 2.0  # BCE of F's c logits (original --watermarkCls-weight)
+    consistency_rampup_kimg: float = 0.0  # consistency weight grows linearly from 0 over this many kimg (0: off)
+    decoder_lr: float | None = None  # Adam learning rate of F (default: lr)
     r1_interval: int = 16  # steps between lazy R1 evaluations (0: no R1)
     ema_kimg: float | None = None  # EMA half-life in kimg (default: the preset's)
     ema_rampup: float | None = None  # EMA half-life <= this share of images seen (default: preset; 0 off)
@@ -238,7 +240,7 @@ def train_scalable(options: TrainOptions, resume: str | os.PathLike | None = Non
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     adam = dict(betas=(0.0, 0.99), eps=1e-8)
     opt_G = torch.optim.Adam(G.parameters(), lr=o.lr, **adam)
-    opt_F = torch.optim.Adam(F_.parameters(), lr=o.lr, **adam)
+    opt_F = torch.optim.Adam(F_.parameters(), lr=o.decoder_lr or o.lr, **adam)
     lazy = o.r1_interval / (o.r1_interval + 1) if o.r1_interval > 0 else 1.0
     opt_D = torch.optim.Adam(D.parameters(), lr=o.lr * lazy, betas=(0.0, 0.99**lazy), eps=1e-8)
 
@@ -336,7 +338,8 @@ def train_scalable(options: TrainOptions, resume: str | os.PathLike | None = Non
         z_hat, c_logits = F_t(fake)
         z_rec = (z_hat - z).square().mean()
         c_rec = F.binary_cross_entropy_with_logits(c_logits, c)
-        loss_G = (adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
+        ramp = min(1.0, (step - 1) * B / (o.consistency_rampup_kimg * 1000)) if o.consistency_rampup_kimg > 0 else 1.0
+        loss_G = (adversarial + ramp * o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
                   + o.c_reconstruction_weight * c_rec)  # fmt: skip
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)

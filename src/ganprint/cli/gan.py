@@ -1,0 +1,148 @@
+"""`ganprint gan ...`: train an unconditional StyleGAN2-style GAN on any images and generate from it
+(the generative model of artificial fingerprinting: train it on fingerprinted images)."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+
+import click
+
+from ..errors import GanprintError
+from . import options as opt
+
+# Options that shape the training itself: a resumed run must keep them.
+_FIXED_ON_RESUME = ("data", "preset", "batch_size", "gamma", "lr", "r1_interval", "ema_kimg", "ema_rampup",
+                    "mirror_augment", "seed")  # fmt: skip
+
+
+@click.group()
+def gan() -> None:
+    """Unconditional GANs (StyleGAN2-style, the networks of `ganprint scalable` without the
+    fingerprint input): train one on fingerprinted images and its outputs carry the fingerprint.
+
+    \b
+    Examples:
+      ganprint codec embed --data_dir fashion-mnist:train --output_dir fp/ --identical_fingerprints
+      ganprint gan train --data fp/fingerprinted_images --preset cpu32 --total-kimg 100
+      ganprint gan generate --network runs/00000-gan-cpu32-32px --num-images 1000 --output-dir gen/
+      ganprint codec detect --data_dir gen/ --output_dir det/ --expected fp/embedded_fingerprints.txt
+    """
+
+
+@gan.command()
+@click.option("--data", "--data-dir", "--data_dir", "data", default=None, metavar="PATH",
+              help="Training images: a folder or zip of images, a `ganprint dataset`, an idx file or "
+              "'fashion-mnist'. All images must have one size (resized to the preset's resolution).")
+@opt.output_dir(default="runs")
+@click.option("--preset", type=click.Choice(["cpu32", "cpu64"]), default="cpu32", show_default=True,
+              help="Networks and training defaults: cpu32 (32x32) or cpu64 (64x64), sized for a 2-core CPU.")
+@click.option("--total-kimg", "--total_kimg", "total_kimg", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Training length in thousands of images [default: the preset's; may grow on --resume].")
+@click.option("--batch", "--batch-size", "--batch_size", "batch_size", type=click.IntRange(min=1), default=None,
+              help="Images per step over all processes [default: the preset's, 16].")
+@click.option("--gamma", type=click.FloatRange(min=0), default=None, help="R1 weight [default: the preset's].")
+@click.option("--r1-interval", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Steps between lazy R1 penalties (0: none).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate [default: 0.002].")
+@click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Half-life of the generator's moving average [default: the preset's].")
+@click.option("--ema-rampup", type=click.FloatRange(min=0), default=None,
+              help="Cap the half-life at this share of the images seen (0: off) [default: the preset's].")
+@click.option("--mirror-augment", "--mirror_augment", "mirror_augment", type=click.BOOL, default=False,
+              is_flag=False, flag_value=True, show_default=True, help="Mirror training images at random.")
+@click.option("--tick-kimg", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="kimg between lines of stats.jsonl.")
+@click.option("--snapshot-kimg", type=click.FloatRange(min=0), default=50.0, show_default=True,
+              help="kimg between snapshots, grids and resume checkpoints (0: at the end only).")
+@opt.seed
+@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
+@opt.device
+@opt.strict
+@click.option("--resume", type=click.Path(file_okay=False), default=None,
+              help="Run folder to continue exactly where its checkpoint left off (its options are kept).")
+@opt.quiet
+@click.pass_context
+def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
+    """Train an unconditional GAN (non-saturating loss, lazy R1, moving-average generator). Ctrl-C
+    stops after the current step with a resume checkpoint (press twice to abort at once). Under
+    `torchrun --nproc_per_node N` the batch is split over N processes.
+
+    \b
+    Examples:
+      ganprint gan train --data fp/fingerprinted_images --preset cpu32 --total-kimg 100 --seed 0
+      ganprint gan train --data fashion-mnist --total-kimg 100          # a clean baseline
+      ganprint gan train --resume runs/00000-gan-cpu32-32px --total-kimg 200
+    """
+    from ..gan.train import GanTrainOptions, load_run_options, train_gan
+
+    given = {k for k in kwargs if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+    if resume is not None:
+        options = load_run_options(resume)
+        resolved = options.resolved()
+        for key in sorted(given & set(_FIXED_ON_RESUME)):
+            if kwargs[key] != getattr(resolved, key):
+                raise GanprintError(f"{resume}: the run was trained with {key.replace('_', '-')} "
+                                    f"{getattr(resolved, key)}, not {kwargs[key]}; a resumed run keeps its options")  # fmt: skip
+        changes = {k: kwargs[k] for k in given - set(_FIXED_ON_RESUME) - {"output_dir"}}
+        options = dataclasses.replace(options, **changes, progress=not quiet)
+    else:
+        if kwargs["data"] is None:
+            raise click.UsageError("--data is required (unless --resume)")
+        options = GanTrainOptions(**kwargs, progress=not quiet)
+
+    stop = {"requested": False}
+
+    def on_interrupt(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        click.echo("\nstopping after this step (Ctrl-C again to abort at once)", err=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        run_dir = train_gan(options, resume=resume, should_stop=lambda step: stop["requested"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if run_dir is not None:
+        snapshots = sorted(run_dir.glob("network-snapshot-*"))
+        click.echo(f"run folder: {run_dir}")
+        if snapshots:
+            click.echo(f"latest snapshot: {snapshots[-1]}")
+
+
+@gan.command()
+@click.option("--network", required=True, metavar="PATH",
+              help="A GAN model folder (config.json + model.safetensors) or a training run folder (its latest snapshot).")
+@click.option("--seeds", default=None, metavar="LIST",
+              help="Seeds, e.g. 0-63 or 1,5,9 or 0-9,100; one image per seed [default: 0-63].")
+@click.option("--num-images", "--num_images", "num_images", type=click.IntRange(min=1), default=None,
+              help="Instead of --seeds: seeds 0 .. N-1.")
+@opt.output_dir()
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
+              help="const: the network's stored noise maps; random: drawn from each image's seed.")
+@opt.batch_size
+@opt.overwrite
+@opt.device
+@opt.quiet
+def generate(network, seeds, num_images, output_dir, noise_mode, batch_size, overwrite, device, quiet) -> None:
+    """Generate one PNG per seed, with generated_images.csv (name, seed) and generation.json. Seed s
+    draws z (then, with --noise-mode random, the noise maps) from torch.Generator().manual_seed(s).
+
+    \b
+    Examples:
+      ganprint gan generate --network runs/00000-gan-cpu32-32px --seeds 0-63 --output-dir out/
+      ganprint gan generate --network runs/00000-gan-cpu32-32px/network-snapshot-000100 \\
+          --num-images 10000 --output-dir gen/
+    """
+    from ..gan.generate import generate_images
+    from ..gan.network import GanNetwork
+    from ..scalable.generate import parse_seeds
+
+    if seeds is not None and num_images is not None:
+        raise click.UsageError("give --seeds or --num-images, not both")
+    seed_list = list(range(num_images)) if num_images is not None else parse_seeds(seeds or "0-63")
+    net = GanNetwork.from_pretrained(network, device=device)
+    summary = generate_images(net, seed_list, output_dir, noise_mode=noise_mode, batch_size=batch_size,
+                              overwrite=overwrite, progress=not quiet, network_name=str(network))  # fmt: skip
+    click.echo(f"generated {summary.images} images in {summary.output_dir}")

@@ -1,0 +1,232 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganprint.cli import main
+from ganprint.errors import GanprintError
+from ganprint.gan.generate import draw, generate_images
+from ganprint.gan.network import PRESETS, GanConfig, GanNetwork
+from ganprint.gan.train import (
+    GanTrainOptions,
+    discriminator_loss,
+    ema_beta,
+    lazy_adam,
+    load_run_options,
+    train_gan,
+)
+from ganprint.scalable.network import quantize_unit
+
+TINY = dict(resolution=16, z_dim=8, w_dim=16, g_channels=[16, 16, 8], d_channels=[16, 16, 8], mapping_layers=2,
+            mbstd_group=2)  # fmt: skip
+
+
+def stripes(folder, count=20, size=16):
+    """Vertical stripes of random colour and period: a small learnable dataset."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        period = int(rng.integers(2, 6))
+        row = (np.arange(size) // period) % 2
+        a = (row[None, :, None] * rng.integers(80, 255, 3)[None, None, :]).repeat(size, 0).astype(np.uint8)
+        Image.fromarray(a).save(folder / f"s{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return stripes(tmp_path_factory.mktemp("stripes") / "imgs")
+
+
+def opts(data, out, **kw):
+    base = dict(data=str(data), output_dir=str(out), network=dict(TINY), batch_size=4, total_kimg=0.024,
+                tick_kimg=0.008, snapshot_kimg=0.012, r1_interval=2, progress=False, device="cpu")  # fmt: skip
+    base.update(kw)
+    return GanTrainOptions(**base)
+
+
+def run_cli(args) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def state_tensors(run):
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    out = {f"{key}.{k}": v for key in ("G", "D", "G_ema") for k, v in state[key].items()}
+    for key in ("opt_G", "opt_D"):
+        for pid, s in state[key]["state"].items():
+            out.update({f"{key}.{pid}.{k}": v for k, v in s.items() if torch.is_tensor(v)})
+    return out, state["step"]
+
+
+@pytest.fixture(scope="module")
+def tiny_gan():
+    torch.manual_seed(0)
+    return GanNetwork(GanConfig(**TINY)).eval()
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_run_folder_contents(data, tmp_path):
+    run = train_gan(opts(data, tmp_path))
+    names = {p.name for p in run.iterdir()}
+    assert run.name == "00000-gan-cpu32-16px"
+    assert {"options.json", "reals.png", "checkpoint.pt", "stats.jsonl", "fakes-000000.png",
+            "network-snapshot-000000"} <= names  # fmt: skip
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    saved = json.loads((run / "options.json").read_text())
+    assert saved["kind"] == "ganprint.gan.train" and saved["batch_size"] == 4
+    assert saved["gamma"] == PRESETS["cpu32"].training.gamma and saved["network"]["z_dim"] == 8
+    lines = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4, 6]
+    assert {"loss/G", "loss/D", "loss/r1", "scores/real", "speed/images_per_second"} <= set(lines[-1])
+    # the snapshot is the EMA generator, and an unconditional network: z through the mapping, a constant
+    net = GanNetwork.from_pretrained(run)  # a run folder resolves to its latest snapshot
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(net.G.state_dict(), state["G_ema"])
+    assert net.G.z_through_mapping and not net.G.takes_c
+    config = json.loads((run / "network-snapshot-000000" / "config.json").read_text())
+    assert config["kind"] == "ganprint.gan" and config["training"]["kimg"] == pytest.approx(0.024)
+    with Image.open(run / "fakes-000000.png") as grid:
+        assert grid.size == (512, 512)  # 8x8 images of 16 px, enlarged x4
+
+
+def test_resume_reproduces_an_uninterrupted_run(data, tmp_path):
+    full = train_gan(opts(data, tmp_path / "a"))
+    half = train_gan(opts(data, tmp_path / "b"), should_stop=lambda step: step == 3)
+    assert state_tensors(half)[1] == 3
+    resumed = train_gan(load_run_options(half), resume=half)
+    assert resumed == half
+    a, step_a = state_tensors(full)
+    b, step_b = state_tensors(resumed)
+    assert step_a == step_b == 6 and a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(line)["step"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
+    assert steps == [2, 3, 4, 6]  # the stop at step 3 logged its partial tick, then the run went on once
+
+
+def test_seed_decides_the_run(data, tmp_path):
+    a = state_tensors(train_gan(opts(data, tmp_path, total_kimg=0.008, seed=1)))[0]
+    b = state_tensors(train_gan(opts(data, tmp_path, total_kimg=0.008, seed=1)))[0]
+    c = state_tensors(train_gan(opts(data, tmp_path, total_kimg=0.008, seed=2)))[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_r1_and_optimizer_settings_against_closed_forms():
+    # D(x) = sum(w * x): grad_x D = w for every image, so R1 = |w|^2 exactly.
+    w = torch.randn(1, 3, 4, 4)
+    D = lambda x: (x * w).sum(dim=(1, 2, 3))  # noqa: E731
+    reals, fakes = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    out = discriminator_loss(D, reals, fakes, r1_weight=0.5)
+    real, fake = D(reals), D(fakes)
+    logistic = torch.nn.functional.softplus(fake).mean() + torch.nn.functional.softplus(-real).mean()
+    torch.testing.assert_close(out["r1"], w.square().sum())
+    torch.testing.assert_close(out["loss"], logistic + 0.5 * w.square().sum())
+    assert "r1" not in discriminator_loss(D, reals, fakes, 0.0)
+    # lazy regularisation: lr * 16/17, beta2 = 0.99 ** (16/17); none: unchanged
+    group = lazy_adam([torch.nn.Parameter(torch.zeros(1))], 0.002, 16).param_groups[0]
+    assert group["lr"] == pytest.approx(0.002 * 16 / 17) and group["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    assert lazy_adam([torch.nn.Parameter(torch.zeros(1))], 0.002, 0).param_groups[0]["betas"] == (0.0, 0.99)
+    # EMA: half-life 5 kimg at batch 16 -> beta^(5000/16) = 1/2; ramp-up caps it at 5% of the images seen
+    assert ema_beta(16, 10**6, 5.0, None) ** (5000 / 16) == pytest.approx(0.5)
+    assert ema_beta(16, 1000, 5.0, 0.05) ** (50 / 16) == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def test_generate_record_and_images(tiny_gan, tmp_path):
+    summary = generate_images(tiny_gan, [3, 0, 7], tmp_path / "out", batch_size=2, progress=False)
+    assert summary.images == 3
+    with open(tmp_path / "out" / "generated_images.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["name"], int(r["seed"])) for r in rows] == [("seed0003.png", 3), ("seed0000.png", 0), ("seed0007.png", 7)]
+    record = json.loads((tmp_path / "out" / "generation.json").read_text())
+    assert record["network_kind"] == "ganprint.gan" and record["seeds"] == 3
+    # seed 7's image is G(z of seed 7), z drawn from torch.Generator().manual_seed(7)
+    z = torch.randn(8, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(draw(tiny_gan, 7)[0], z)
+    expected = (quantize_unit(tiny_gan.generate(z[None]))[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    with Image.open(tmp_path / "out" / "seed0007.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), expected)
+    # with noise in use (untrained strengths are 0), random noise maps change the image of a seed
+    noisy = GanNetwork(tiny_gan.config).eval()
+    noisy.load_state_dict(tiny_gan.state_dict())
+    for name, p in noisy.named_parameters():
+        if name.endswith("noise_strength"):
+            p.data.fill_(0.5)
+    generate_images(noisy, [7], tmp_path / "const", progress=False)
+    generate_images(noisy, [7], tmp_path / "rnd", noise_mode="random", progress=False)
+    with Image.open(tmp_path / "const" / "seed0007.png") as a, Image.open(tmp_path / "rnd" / "seed0007.png") as b:
+        assert not np.array_equal(np.asarray(a), np.asarray(b))
+    # refusing to overwrite
+    with pytest.raises(GanprintError, match="already exists"):
+        generate_images(tiny_gan, [0], tmp_path / "out", progress=False)
+
+
+def test_cli_train_then_generate(data, tmp_path, capsys):
+    code = run_cli(["gan", "train", "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--batch", "4",
+                    "--total-kimg", "0.008", "--snapshot-kimg", "0", "--device", "cpu", "-q"])  # fmt: skip
+    assert code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    code = run_cli(["gan", "generate", "--network", str(run), "--seeds", "0-4", "--output-dir", str(tmp_path / "g"), "-q"])
+    assert code == 0 and len(list((tmp_path / "g").glob("seed*.png"))) == 5
+    assert "generated 5 images" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_empty_dataset(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GanprintError, match="no images found"):
+        train_gan(opts(tmp_path / "empty", tmp_path / "runs"))
+    code = run_cli(["gan", "train", "--data", str(tmp_path / "empty"), "--output-dir", str(tmp_path / "runs"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: ") and "no images found" in err and len(err.splitlines()) == 1
+
+
+def test_network_of_another_kind(tiny_codec, tmp_path, capsys):
+    tiny_codec.save_pretrained(tmp_path / "codec")
+    with pytest.raises(GanprintError, match="a ganprint.codec model, not an unconditional GAN"):
+        GanNetwork.from_pretrained(tmp_path / "codec")
+    code = run_cli(["gan", "generate", "--network", str(tmp_path / "codec"), "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "not an unconditional GAN" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_resume_refuses_another_configuration(data, tmp_path, capsys):
+    run = train_gan(opts(data, tmp_path, total_kimg=0.008))
+    before = (run / "checkpoint.pt").read_bytes()
+    # a training option given again with another value
+    code = run_cli(["gan", "train", "--resume", str(run), "--seed", "5", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "seed 0, not 5" in err and len(err.splitlines()) == 1
+    # a checkpoint of another network configuration
+    other = train_gan(opts(data, tmp_path / "other", total_kimg=0.008, network=dict(TINY, z_dim=4)))
+    (run / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    with pytest.raises(GanprintError, match="another configuration"):
+        train_gan(load_run_options(run), resume=run)
+    (run / "checkpoint.pt").write_bytes(before)
+    # a run folder of another trainer
+    (tmp_path / "scalable-run").mkdir()
+    (tmp_path / "scalable-run" / "options.json").write_text(json.dumps({"kind": "ganprint.scalable.train"}))
+    with pytest.raises(GanprintError, match="not an unconditional GAN run"):
+        load_run_options(tmp_path / "scalable-run")
+
+
+def test_bad_network_options(data, tmp_path):
+    with pytest.raises(GanprintError, match="bad GAN network configuration"):
+        train_gan(opts(data, tmp_path, network=dict(TINY, g_channels=[16, 8])))
+    with pytest.raises(GanprintError, match="unknown GAN preset"):
+        train_gan(opts(data, tmp_path, preset="paper128"))
