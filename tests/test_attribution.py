@@ -290,3 +290,22 @@ def test_scalable_hook_and_adapter(monkeypatch, tmp_path):
     assert ganprint.decoders.load_decoder("net", method="scalable") is made
     with pytest.raises(GanprintError, match="works at 32px, not 64px"):
         ganprint.decoders.load_decoder("net", method="scalable", resolution=64)
+
+
+def test_attribute_verb_with_the_shipped_codec(tmp_path):
+    """ganprint.attribute: fingerprinted images go to their model, clean ones to nobody."""
+    import ganprint
+    from ganprint.data import open_source, pil_to_tensor, preprocess
+
+    codec = ganprint.load_codec()
+    db = tmp_path / "fp.db"
+    with Registry(db, create=True) as reg:
+        a, b = reg.issue(["model-a", "model-b"], length=codec.config.fingerprint_length)
+    source = open_source("samples")
+    clean = torch.stack([pil_to_tensor(preprocess(source.image(i), 32)) for i in range(8)])
+    marked = torch.cat([codec.embed(clean[:4], ganprint.parse_fingerprint(a.bit_string)),
+                        codec.embed(clean[4:], ganprint.parse_fingerprint(b.bit_string))])  # fmt: skip
+    marked = (marked * 255).round() / 255  # as saved in a PNG
+    got = ganprint.attribute(torch.cat([marked, clean]), db)
+    assert [r.model for r in got] == ["model-a"] * 4 + ["model-b"] * 4 + [None] * 8
+    assert all(r.verdict == "not-fingerprinted" for r in got[8:])

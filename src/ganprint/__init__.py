@@ -6,17 +6,23 @@ and attributed to its source.
     fp = ganprint.random_fingerprints(1, codec.config.fingerprint_length)[0]
     marked = codec.embed(images, fp)                       # (N,3,32,32) tensors in [0,1], or PIL images
     result = codec.detect(marked, expected=fp)             # bits, p-values, verdicts
+    verdicts = ganprint.attribute(marked, "fp.db")         # which registered model, per image
 """
 
+from .attribution import Attribution, attribute
 from .codec import CodecConfig, FingerprintCodec
 from .codec.importing import codec_from_original, load_codec
 from .detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult
 from .errors import BadImageError, GanprintError
+from .registry import Registry
 from .fingerprints import bits_to_hex, bits_to_str, parse_fingerprint, random_fingerprints
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attribution",
+    "Registry",
+    "attribute",
     "BadImageError",
     "CodecConfig",
     "DEFAULT_FALSE_POSITIVE_RATE",

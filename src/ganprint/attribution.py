@@ -333,3 +333,32 @@ def summarize(results: Sequence[Attribution]) -> dict[str, int]:
     for r in results:
         counts[r.verdict] += 1
     return counts
+
+
+def attribute(
+    images: torch.Tensor,
+    registry: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    method: str = "codec",
+    false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE,
+    device: str = "auto",
+    names: Sequence[str] | None = None,
+) -> list[Attribution]:
+    """The verb API: attribute a batch of images (N, 3, R, R) in [0, 1] to the models of a registry.
+
+    `model` is the decoder (default: the shipped codec for method "codec"); its calibration.json is
+    used when present, as `ganprint attribute` does.
+    """
+    from .calibration import load_calibration
+    from .decoders import load_decoder
+    from .registry import Registry
+
+    decoder = load_decoder(model, method, device)
+    cal = load_calibration(decoder)
+    with Registry(registry) as reg:
+        attributor = Attributor.from_registry(
+            reg, method, decoder.fingerprint_length, false_positive_rate=false_positive_rate,
+            null=cal.null_model() if cal else None, confidence_threshold=cal.confidence_threshold if cal else None,
+        )  # fmt: skip
+    logits = decoder.decode_logits(torch.as_tensor(images).float()).detach().float().cpu()
+    return attributor.attribute_logits(logits, names)
