@@ -81,7 +81,7 @@ def run_phase(phase: str, preset_name: str, seconds: float, threads: int) -> dic
 
         result["images_per_second"] = 64 / _timed(forward, seconds)
     elif phase == "train":
-        D, Fd = Discriminator(cfg.discriminator_config()), Decoder(cfg.discriminator_config(), Z, L)
+        D, Fd = Discriminator(cfg.discriminator_config()), Decoder(cfg.decoder_config(), Z, L)
         D.mbstd.group_size = min(cfg.mbstd_group, B)
         opts = [torch.optim.Adam(m.parameters(), lr=0.002, betas=(0.0, 0.99)) for m in (G, D, Fd)]
         reals = torch.rand(B, 3, cfg.resolution, cfg.resolution) * 2 - 1
@@ -126,24 +126,24 @@ def from_scratch(data: str, minutes: float, threads: int, target: float = 0.99) 
     """Train cpu32 from scratch; minutes until 8-bit bit accuracy >= target (or the last accuracy)."""
     import torch
 
+    from ganprint.scalable.config import preset
     from ganprint.scalable.train import TrainOptions, train_scalable
 
     torch.set_num_threads(threads)
+    batch = preset("cpu32").training.batch_size
     out = Path(tempfile.mkdtemp(prefix="bench-scalable-"))
     start = time.time()
     reached: dict = {}
 
     def latest() -> tuple[float, float] | None:
+        """(8-bit bit accuracy, kimg) of the newest metric line, or None before the first."""
         files = list(out.glob("*/stats.jsonl"))
-        if not files:
-            return None
-        rows = [json.loads(line) for line in files[0].read_text().splitlines()]
+        rows = [json.loads(line) for line in files[0].read_text().splitlines()] if files else []
         rows = [r for r in rows if "metrics/bit_accuracy_uint8" in r]
-        return (rows[-1]["metrics/bit_accuracy_uint8"], rows[-1]["progress/kimg"] if "progress/kimg" in rows[-1]
-                else rows[-1]["step"] * 16 / 1000) if rows else None  # fmt: skip
+        return (rows[-1]["metrics/bit_accuracy_uint8"], rows[-1]["step"] * batch / 1000) if rows else None
 
     def should_stop(step: int) -> bool:
-        if step % 125:  # every 2 kimg, right after the metric line
+        if step % round(2000 / batch):  # check right after each metric line (every 2 kimg)
             return time.time() - start > minutes * 60
         now = latest()
         if now and now[0] >= target and "minutes" not in reached:
@@ -190,8 +190,6 @@ def main() -> None:
     report = {"threads": args.threads, "phases": results}
     if args.from_scratch:
         minutes = args.minutes if args.minutes is not None else (3.0 if args.quick else 60.0)
-        env_threads = str(args.threads)
-        os.environ.setdefault("OMP_NUM_THREADS", env_threads)
         r = from_scratch(args.data, minutes, args.threads)
         report["from_scratch"] = r
         if r["reached"]:

@@ -6,19 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ganprint.cli import main
+from helpers import check_resume_reproduces_an_uninterrupted_run, check_seed_decides_the_run
+from helpers import cli_exit_code as run_cli
+
 from ganprint.errors import GanprintError
 from ganprint.gan.generate import draw, generate_images
 from ganprint.gan.network import PRESETS, GanConfig, GanNetwork
-from ganprint.gan.train import (
-    GanTrainOptions,
-    discriminator_loss,
-    ema_beta,
-    lazy_adam,
-    load_run_options,
-    train_gan,
-)
+from ganprint.gan.train import GanTrainOptions, load_run_options, train_gan
 from ganprint.scalable.network import quantize_unit
+from ganprint.stylegan.training import discriminator_loss, ema_beta, lazy_adam
 
 TINY = dict(resolution=16, z_dim=8, w_dim=16, g_channels=[16, 16, 8], d_channels=[16, 16, 8], mapping_layers=2,
             mbstd_group=2)  # fmt: skip
@@ -46,23 +42,6 @@ def opts(data, out, **kw):
                 tick_kimg=0.008, snapshot_kimg=0.012, r1_interval=2, progress=False, device="cpu")  # fmt: skip
     base.update(kw)
     return GanTrainOptions(**base)
-
-
-def run_cli(args) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return exc.code
-    return 0
-
-
-def state_tensors(run):
-    state = torch.load(run / "checkpoint.pt", weights_only=True)
-    out = {f"{key}.{k}": v for key in ("G", "D", "G_ema") for k, v in state[key].items()}
-    for key in ("opt_G", "opt_D"):
-        for pid, s in state[key]["state"].items():
-            out.update({f"{key}.{pid}.{k}": v for k, v in s.items() if torch.is_tensor(v)})
-    return out, state["step"]
 
 
 @pytest.fixture(scope="module")
@@ -99,26 +78,11 @@ def test_run_folder_contents(data, tmp_path):
 
 
 def test_resume_reproduces_an_uninterrupted_run(data, tmp_path):
-    full = train_gan(opts(data, tmp_path / "a"))
-    half = train_gan(opts(data, tmp_path / "b"), should_stop=lambda step: step == 3)
-    assert state_tensors(half)[1] == 3
-    resumed = train_gan(load_run_options(half), resume=half)
-    assert resumed == half
-    a, step_a = state_tensors(full)
-    b, step_b = state_tensors(resumed)
-    assert step_a == step_b == 6 and a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    steps = [json.loads(line)["step"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
-    assert steps == [2, 3, 4, 6]  # the stop at step 3 logged its partial tick, then the run went on once
+    check_resume_reproduces_an_uninterrupted_run(train_gan, load_run_options, lambda out: opts(data, out), tmp_path)
 
 
 def test_seed_decides_the_run(data, tmp_path):
-    a = state_tensors(train_gan(opts(data, tmp_path, total_kimg=0.008, seed=1)))[0]
-    b = state_tensors(train_gan(opts(data, tmp_path, total_kimg=0.008, seed=1)))[0]
-    c = state_tensors(train_gan(opts(data, tmp_path, total_kimg=0.008, seed=2)))[0]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert any(not torch.equal(a[k], c[k]) for k in a)
+    check_seed_decides_the_run(train_gan, lambda seed: opts(data, tmp_path, total_kimg=0.008, seed=seed))
 
 
 def test_r1_and_optimizer_settings_against_closed_forms():
@@ -126,12 +90,15 @@ def test_r1_and_optimizer_settings_against_closed_forms():
     w = torch.randn(1, 3, 4, 4)
     D = lambda x: (x * w).sum(dim=(1, 2, 3))  # noqa: E731
     reals, fakes = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
-    out = discriminator_loss(D, reals, fakes, r1_weight=0.5)
+    out = discriminator_loss(D, reals, fakes, r1_gamma=1.0)  # weight gamma / 2
     real, fake = D(reals), D(fakes)
     logistic = torch.nn.functional.softplus(fake).mean() + torch.nn.functional.softplus(-real).mean()
-    torch.testing.assert_close(out["r1"], w.square().sum())
-    torch.testing.assert_close(out["loss"], logistic + 0.5 * w.square().sum())
-    assert "r1" not in discriminator_loss(D, reals, fakes, 0.0)
+    torch.testing.assert_close(out["loss/r1"], w.square().sum())
+    torch.testing.assert_close(out["loss/D"], logistic + 0.5 * w.square().sum())
+    torch.testing.assert_close(out["scores/real"], real.mean())
+    # lazy: every 4 steps, weighted by 4
+    torch.testing.assert_close(discriminator_loss(D, reals, fakes, 1.0, 4)["loss/D"], logistic + 2 * w.square().sum())
+    assert "loss/r1" not in discriminator_loss(D, reals, fakes)
     # lazy regularisation: lr * 16/17, beta2 = 0.99 ** (16/17); none: unchanged
     group = lazy_adam([torch.nn.Parameter(torch.zeros(1))], 0.002, 16).param_groups[0]
     assert group["lr"] == pytest.approx(0.002 * 16 / 17) and group["betas"][1] == pytest.approx(0.99 ** (16 / 17))

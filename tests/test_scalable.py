@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ganprint.cli import main
+from helpers import check_resume_reproduces_an_uninterrupted_run, check_seed_decides_the_run, checkpoint_tensors
+from helpers import cli_exit_code as run_cli
+
 from ganprint.errors import GanprintError
 from ganprint.fingerprints import bits_to_hex, bits_to_str, read_fingerprint_file
 from ganprint.scalable.config import ScalableConfig
@@ -53,26 +55,6 @@ def tiny_net():
     return ScalableNetwork(ScalableConfig(**TINY_NET)).eval()
 
 
-def run_cli(args) -> int:
-    """The exit code of `ganprint ARGS` run in this process."""
-    try:
-        main(args)
-    except SystemExit as exc:
-        return exc.code
-    return 0
-
-
-def checkpoint_tensors(run):
-    state = torch.load(run / "checkpoint.pt", weights_only=True)
-    out = {}
-    for key in ("G", "D", "F", "G_ema"):
-        out.update({f"{key}.{k}": v for k, v in state[key].items()})
-    for key in ("opt_G", "opt_D", "opt_F"):
-        for pid, s in state[key]["state"].items():
-            out.update({f"{key}.{pid}.{k}": v for k, v in s.items() if torch.is_tensor(v)})
-    return out, state["step"]
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -101,26 +83,12 @@ def test_run_folder_contents(blobs, tmp_path):
 
 
 def test_resume_reproduces_an_uninterrupted_run(blobs, tmp_path):
-    full = train_scalable(options(blobs, tmp_path / "a"))
-    half = train_scalable(options(blobs, tmp_path / "b"), should_stop=lambda step: step == 3)
-    assert checkpoint_tensors(half)[1] == 3
-    resumed = train_scalable(load_run_options(half), resume=half)
-    assert resumed == half
-    a, step_a = checkpoint_tensors(full)
-    b, step_b = checkpoint_tensors(resumed)
-    assert step_a == step_b == 6 and a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    steps = [json.loads(line)["step"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
-    assert steps == [2, 3, 4, 6]  # the early stop's extra lines are dropped on resume
+    check_resume_reproduces_an_uninterrupted_run(train_scalable, load_run_options, lambda out: options(blobs, out),
+                                                 tmp_path)  # fmt: skip
 
 
 def test_same_seed_same_run_other_seed_other_run(blobs, tmp_path):
-    a = checkpoint_tensors(train_scalable(options(blobs, tmp_path, total_kimg=0.008, seed=1)))[0]
-    b = checkpoint_tensors(train_scalable(options(blobs, tmp_path, total_kimg=0.008, seed=1)))[0]
-    c = checkpoint_tensors(train_scalable(options(blobs, tmp_path, total_kimg=0.008, seed=2)))[0]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert any(not torch.equal(a[k], c[k]) for k in a)
+    check_seed_decides_the_run(train_scalable, lambda seed: options(blobs, tmp_path, total_kimg=0.008, seed=seed))
 
 
 def _free_port() -> int:
@@ -163,8 +131,9 @@ def test_short_run_lifts_bit_accuracy_above_chance(blobs, tmp_path):
                                  metrics_kimg=0.8, metric_images=256, snapshot_kimg=0, seed=0))  # fmt: skip
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     final = [s for s in stats if "metrics/bit_accuracy" in s][-1]
-    assert final["metrics/bit_accuracy"] > 0.75, final
-    assert final["metrics/bit_accuracy_uint8"] > 0.75, final
+    # 256 images x 8 bits: chance is 0.5 with a standard deviation of 0.011, so 0.6 is 9 sigma away
+    assert final["metrics/bit_accuracy"] > 0.6, final
+    assert final["metrics/bit_accuracy_uint8"] > 0.6, final
 
 
 # ----------------------------------------------------------------------------- generate / export / detect
@@ -348,10 +317,17 @@ def test_cli_bad_arguments_are_one_line_errors(tiny_net, tmp_path, capsys, args,
 
 def test_cli_network_of_another_kind(tiny_codec, tmp_path, capsys):
     tiny_codec.save_pretrained(tmp_path / "codec")
-    code = run_cli(["scalable", "generate", "--network", str(tmp_path / "codec"), "--output-dir", str(tmp_path / "o")])
-    err = capsys.readouterr().err.strip()
-    assert code == 1 and "ganprint.codec model, not a scalable fingerprinting network" in err
-    assert len(err.splitlines()) == 1
+    (tmp_path / "network.pkl").write_bytes(b"\x80\x04K\x01.")
+    (tmp_path / "empty").mkdir()
+    for network, message in ((tmp_path / "codec", "ganprint.codec model, not a scalable fingerprinting network"),
+                             (tmp_path / "network.pkl", "does not load"), (tmp_path / "empty", "neither a model folder"),
+                             (tmp_path / "missing", "no such model folder")):  # fmt: skip
+        for command in (["generate", "--output-dir", str(tmp_path / "o")], ["detect", "--data-dir", str(tmp_path),
+                        "--output-dir", str(tmp_path / "o")], ["export", "--fingerprint", "random", "--output", str(tmp_path / "o")]):  # fmt: skip
+            code = run_cli(["scalable", command[0], "--network", str(network), *command[1:]])
+            err = capsys.readouterr().err.strip()
+            assert code == 1 and message in err and len(err.splitlines()) == 1, (network, command, err)
+    assert not (tmp_path / "o").exists()
 
 
 def _train_cli(data, out, *extra):
@@ -386,6 +362,7 @@ def test_bad_datasets(kind, message, tmp_path):
     data = _bad_dataset(kind, tmp_path)
     with pytest.raises(GanprintError, match=message):
         train_scalable(options(data, tmp_path / "runs", batch_size=4, total_kimg=0.004))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no stray run folder
 
 
 def test_cli_bad_dataset_is_a_one_line_error(tmp_path, capsys):
@@ -438,3 +415,39 @@ def test_zip_dataset_trains(tmp_path):
             zf.write(p, p.name)
     run = train_scalable(options(tmp_path / "data.zip", tmp_path / "runs", total_kimg=0.008))
     assert (run / "reals.png").is_file()
+
+
+def test_random_noise_follows_the_seed(tiny_net, tmp_path):
+    import copy
+
+    net = copy.deepcopy(tiny_net)
+    with torch.no_grad():  # untrained noise strengths are 0: give the noise an effect
+        for name, p in net.G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.5)
+    for folder in ("a", "b"):
+        generate_images(net, [4, 9], tmp_path / folder, noise_mode="random", progress=False)
+    generate_images(net, [4, 9], tmp_path / "const", progress=False)
+    a, b, const = (np.asarray(Image.open(tmp_path / f / "seed0009.png")) for f in ("a", "b", "const"))
+    assert np.array_equal(a, b) and not np.array_equal(a, const)
+    # the noise is drawn after z and c, so the record (z, c) is the same as without noise
+    assert _read_record(tmp_path / "a") == _read_record(tmp_path / "const")
+
+
+def test_cli_metrics(tiny_net, blobs, tmp_path, capsys):
+    from ganprint.fid import default_weights_path
+
+    tiny_net.save_pretrained(tmp_path / "net")
+    args = ["scalable", "metrics", "--network", str(tmp_path / "net"), "--data", str(blobs), "--num-images", "16",
+            "--batch-size", "8", "-q"]  # fmt: skip
+    assert run_cli([*args, "--fid-weights", "stand-in", "--json", "--output", str(tmp_path / "m.json")]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record == json.loads((tmp_path / "m.json").read_text())
+    assert record["fid"] > 0 and record["feature_network"] == "stand-in:0" and 0 <= record["bit_accuracy"] <= 1
+    # the output is never overwritten
+    assert run_cli([*args, "--fid-weights", "stand-in", "--output", str(tmp_path / "m.json")]) == 1
+    assert "already exists" in capsys.readouterr().err
+    if not default_weights_path().is_file():  # without Inception weights: say how to supply them
+        assert run_cli(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert "--fid-weights" in err and "pt_inception" in err and len(err.splitlines()) == 1

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -81,3 +82,22 @@ def _step_of(line: str) -> int:
 
 def write_options(run_dir: Path, options: dict) -> None:
     atomic_write_json(run_dir / "options.json", options)
+
+
+def load_run_options(run_dir: str | os.PathLike, kind: str, options_class, what: str):
+    """The options (an `options_class`) of an earlier run of `kind` from its options.json, for
+    --resume; `what` names the kind of run in errors, e.g. "an unconditional GAN"."""
+    path = Path(run_dir) / "options.json"
+    if not path.is_file():
+        raise GanprintError(f"{run_dir}: not a training run folder (no options.json)")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GanprintError(f"{path}: unreadable run options ({exc.__class__.__name__})") from None
+    if not isinstance(saved, dict) or saved.get("kind") != kind:
+        raise GanprintError(f"{run_dir}: not {what} run (options.json of another kind)")
+    names = {f.name for f in dataclasses.fields(options_class)}
+    try:
+        return options_class(**{k: v for k, v in saved.items() if k in names})
+    except TypeError as exc:
+        raise GanprintError(f"{path}: unreadable run options ({exc})") from None

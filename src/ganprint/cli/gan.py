@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import signal
-
 import click
 
-from ..errors import GanprintError
 from . import options as opt
 
 # Options that shape the training itself: a resumed run must keep them.
@@ -37,31 +33,7 @@ def gan() -> None:
 @opt.output_dir(default="runs")
 @click.option("--preset", type=click.Choice(["cpu32", "cpu64"]), default="cpu32", show_default=True,
               help="Networks and training defaults: cpu32 (32x32) or cpu64 (64x64), sized for a 2-core CPU.")
-@click.option("--total-kimg", "--total_kimg", "total_kimg", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Training length in thousands of images [default: the preset's; may grow on --resume].")
-@click.option("--batch", "--batch-size", "--batch_size", "batch_size", type=click.IntRange(min=1), default=None,
-              help="Images per step over all processes [default: the preset's, 16].")
-@click.option("--gamma", type=click.FloatRange(min=0), default=None, help="R1 weight [default: the preset's].")
-@click.option("--r1-interval", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Steps between lazy R1 penalties (0: none).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate [default: 0.002].")
-@click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Half-life of the generator's moving average [default: the preset's].")
-@click.option("--ema-rampup", type=click.FloatRange(min=0), default=None,
-              help="Cap the half-life at this share of the images seen (0: off) [default: the preset's].")
-@click.option("--mirror-augment", "--mirror_augment", "mirror_augment", type=click.BOOL, default=False,
-              is_flag=False, flag_value=True, show_default=True, help="Mirror training images at random.")
-@click.option("--tick-kimg", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="kimg between lines of stats.jsonl.")
-@click.option("--snapshot-kimg", type=click.FloatRange(min=0), default=50.0, show_default=True,
-              help="kimg between snapshots, grids and resume checkpoints (0: at the end only).")
-@opt.seed
-@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
-@opt.device
-@opt.strict
-@click.option("--resume", type=click.Path(file_okay=False), default=None,
-              help="Run folder to continue exactly where its checkpoint left off (its options are kept).")
-@opt.quiet
+@opt.gan_training_options()
 @click.pass_context
 def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
     """Train an unconditional GAN (non-saturating loss, lazy R1, moving-average generator). Ctrl-C
@@ -76,39 +48,8 @@ def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
     """
     from ..gan.train import GanTrainOptions, load_run_options, train_gan
 
-    given = {k for k in kwargs if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-    if resume is not None:
-        options = load_run_options(resume)
-        resolved = options.resolved()
-        for key in sorted(given & set(_FIXED_ON_RESUME)):
-            if kwargs[key] != getattr(resolved, key):
-                raise GanprintError(f"{resume}: the run was trained with {key.replace('_', '-')} "
-                                    f"{getattr(resolved, key)}, not {kwargs[key]}; a resumed run keeps its options")  # fmt: skip
-        changes = {k: kwargs[k] for k in given - set(_FIXED_ON_RESUME) - {"output_dir"}}
-        options = dataclasses.replace(options, **changes, progress=not quiet)
-    else:
-        if kwargs["data"] is None:
-            raise click.UsageError("--data is required (unless --resume)")
-        options = GanTrainOptions(**kwargs, progress=not quiet)
-
-    stop = {"requested": False}
-
-    def on_interrupt(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        click.echo("\nstopping after this step (Ctrl-C again to abort at once)", err=True)
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        run_dir = train_gan(options, resume=resume, should_stop=lambda step: stop["requested"])
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if run_dir is not None:
-        snapshots = sorted(run_dir.glob("network-snapshot-*"))
-        click.echo(f"run folder: {run_dir}")
-        if snapshots:
-            click.echo(f"latest snapshot: {snapshots[-1]}")
+    options = opt.training_run_options(ctx, kwargs, resume, quiet, GanTrainOptions, load_run_options, _FIXED_ON_RESUME)
+    opt.run_training(train_gan, options, resume)
 
 
 @gan.command()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+from typing import Callable
+
 import click
 
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE
+from ..errors import GanprintError
 
 
 def data_dir(required: bool = True):
@@ -67,3 +72,93 @@ def detect_options(f):
     ]):  # fmt: skip
         f = option(f)
     return f
+
+
+# ------------------------------------------------------------------ StyleGAN2-style training commands
+
+
+def gan_training_options(*resume_aliases: str):
+    """The options of `gan train` and `scalable train` that set the loop (stylegan.training.TrainingOptions),
+    after the command's own; `resume_aliases`: further spellings of --resume."""
+
+    def decorate(f):
+        for option in reversed([
+            click.option("--gamma", type=click.FloatRange(min=0), default=None,
+                         help="R1 weight [default: the preset's]."),
+            click.option("--r1-interval", type=click.IntRange(min=0), default=16, show_default=True,
+                         help="Steps between lazy R1 penalties (0: none)."),
+            click.option("--total-kimg", "--total_kimg", "total_kimg", type=click.FloatRange(min=0, min_open=True),
+                         default=None, help="Training length in thousands of images [default: the preset's; may grow "
+                         "on --resume]."),
+            click.option("--batch", "--batch-size", "--batch_size", "batch_size", type=click.IntRange(min=1),
+                         default=None, help="Images per step over all processes [default: the preset's, 16]."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Adam learning rate [default: 0.002]."),
+            click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Half-life of the generator's moving average [default: the preset's]."),
+            click.option("--ema-rampup", type=click.FloatRange(min=0), default=None,
+                         help="Cap the half-life at this share of the images seen (0: off) [default: the preset's]."),
+            click.option("--mirror-augment", "--mirror_augment", "mirror_augment", type=click.BOOL, default=False,
+                         is_flag=False, flag_value=True, show_default=True, help="Mirror training images at random."),
+            click.option("--tick-kimg", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                         help="kimg between lines of stats.jsonl."),
+            click.option("--snapshot-kimg", type=click.FloatRange(min=0), default=50.0, show_default=True,
+                         help="kimg between snapshots, grids and resume checkpoints (0: at the end only)."),
+            seed,
+            click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True,
+                         help="Data loader processes."),
+            device,
+            strict,
+            click.option("--resume", *resume_aliases, "resume", type=click.Path(file_okay=False), default=None,
+                         help="Run folder to continue exactly where its checkpoint left off (its options are kept)."),
+            quiet,
+        ]):  # fmt: skip
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def training_run_options(ctx: click.Context, kwargs: dict, resume: str | None, quiet: bool, options_class,
+                         load_run_options: Callable, fixed_on_resume: tuple[str, ...],
+                         normalize: Callable[[str, object], object] = lambda key, value: value):  # fmt: skip
+    """The options of a `... train` command: a new run's from the command line; a resumed run's from
+    its options.json, where options given again must keep their value if they are in
+    `fixed_on_resume` (compared after `normalize(key, value)`) and may change otherwise."""
+    given = {k for k in kwargs if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+    if resume is None:
+        if kwargs["data"] is None:
+            raise click.UsageError("--data is required (unless --resume)")
+        return options_class(**kwargs, progress=not quiet)
+    options = load_run_options(resume)
+    resolved = options.resolved()
+    for key in sorted(given & set(fixed_on_resume)):
+        old, new = getattr(resolved, key), normalize(key, kwargs[key])
+        if new != old:
+            raise GanprintError(f"{resume}: the run was trained with {key.replace('_', '-')} {old}, not {new}; "
+                                "a resumed run keeps its options")  # fmt: skip
+    changes = {k: kwargs[k] for k in given - set(fixed_on_resume) - {"output_dir"}}
+    return dataclasses.replace(options, **changes, progress=not quiet)
+
+
+def run_training(train: Callable, options, resume: str | None) -> None:
+    """train(options, resume, should_stop) with Ctrl-C asking it to stop after the current step (with a
+    resume checkpoint; a second Ctrl-C aborts at once); then the run folder and its latest snapshot."""
+    stop = {"requested": False}
+
+    def on_interrupt(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        click.echo("\nstopping after this step (Ctrl-C again to abort at once)", err=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        run_dir = train(options, resume=resume, should_stop=lambda step: stop["requested"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if run_dir is not None:
+        snapshots = sorted(run_dir.glob("network-snapshot-*"))
+        click.echo(f"run folder: {run_dir}")
+        if snapshots:
+            click.echo(f"latest snapshot: {snapshots[-1]}")

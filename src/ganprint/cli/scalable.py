@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-import signal
 from pathlib import Path
 
 import click
@@ -50,7 +49,7 @@ def _load(network: str, device: str):
 # ------------------------------------------------------------------------------------------ train
 # Options that shape the training itself: a resumed run must keep them.
 _FIXED_ON_RESUME = (
-    "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "consistency_weight",
+    "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr", "consistency_weight",
     "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval", "ema_kimg", "ema_rampup", "mirror_augment",
     "seed",
 )  # fmt: skip
@@ -73,35 +72,13 @@ _FIXED_ON_RESUME = (
               type=float, default=1.0, show_default=True, help="Weight of mean (z - F_z(G(z,c)))^2.")
 @click.option("--c-reconstruction-weight", "--watermarkCls-weight", "--watermarkCls_weight", "c_reconstruction_weight",
               type=float, default=2.0, show_default=True, help="Weight of the bit cross-entropy of F_c(G(z,c)).")
-@click.option("--gamma", type=click.FloatRange(min=0), default=None, help="R1 weight [default: the preset's].")
-@click.option("--r1-interval", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Steps between lazy R1 penalties (0: none).")
-@click.option("--total-kimg", "--total_kimg", "total_kimg", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Training length in thousands of images [default: the preset's; may grow on --resume].")
-@click.option("--batch", "--batch-size", "--batch_size", "batch_size", type=click.IntRange(min=1), default=None,
-              help="Images per step over all processes [default: the preset's, 16].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate [default: 0.002].")
-@click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Half-life of the generator's moving average [default: the preset's].")
-@click.option("--ema-rampup", type=click.FloatRange(min=0), default=None,
-              help="Cap the half-life at this share of the images seen (0: off) [default: the preset's].")
-@click.option("--mirror-augment", "--mirror_augment", "mirror_augment", type=click.BOOL, default=False,
-              is_flag=False, flag_value=True, show_default=True, help="Mirror training images at random.")
-@click.option("--tick-kimg", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="kimg between lines of stats.jsonl.")
+@click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam learning rate of the decoder F [default: the preset's: 0.02 cpu presets, else --lr].")
 @click.option("--metrics-kimg", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="kimg between bit-accuracy evaluations (0: at the end only).")
 @click.option("--metric-images", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Generated images per bit-accuracy evaluation.")
-@click.option("--snapshot-kimg", type=click.FloatRange(min=0), default=50.0, show_default=True,
-              help="kimg between snapshots, grids and resume checkpoints (0: at the end only).")
-@opt.seed
-@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
-@opt.device
-@opt.strict
-@click.option("--resume", "--resume-pkl", "--resume_pkl", "resume", type=click.Path(file_okay=False), default=None,
-              help="Run folder to continue exactly where its checkpoint left off (its options are kept).")
-@opt.quiet
+@opt.gan_training_options("--resume-pkl", "--resume_pkl")
 @click.pass_context
 def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
     """Train G(z, c), its decoder F and a discriminator. Ctrl-C stops after the current step with a
@@ -114,49 +91,17 @@ def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
       ganprint scalable train --data celeba_30k.zip --preset paper128 --watermark-size 128 \\
           --res-modulated-range 4-128 --gamma 100
       ganprint scalable train --resume runs/00000-scalable-cpu32-32px-128b --total-kimg 1000
-      torchrun --nproc_per_node 2 -m ganprint.cli scalable train --data celeba_30k.zip --preset paper128
+      torchrun --nproc_per_node 2 "$(which ganprint)" scalable train --data celeba_30k.zip --preset paper128
     """
+    from ..scalable.config import parse_res_range
     from ..scalable.train import TrainOptions, load_run_options, train_scalable
 
-    given = {k for k in kwargs if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-    if resume is not None:
-        options = load_run_options(resume)
-        resolved = options.resolved()
-        for key in sorted(given & set(_FIXED_ON_RESUME)):
-            old = getattr(resolved, key)
-            new = kwargs[key]
-            if key == "res_modulated_range" and new is not None:
-                from ..scalable.config import parse_res_range
+    def normalize(key, value):  # the range as the resolved options spell it
+        return "{}-{}".format(*parse_res_range(value)) if key == "res_modulated_range" and value is not None else value
 
-                new = "{}-{}".format(*parse_res_range(new))
-            if new != old:
-                raise GanprintError(f"{resume}: the run was trained with {key.replace('_', '-')} {old}, not {new}; "
-                                    "a resumed run keeps its options")  # fmt: skip
-        changes = {k: kwargs[k] for k in given - set(_FIXED_ON_RESUME) - {"output_dir"}}
-        options = dataclasses.replace(options, **changes, progress=not quiet)
-    else:
-        if kwargs["data"] is None:
-            raise click.UsageError("--data is required (unless --resume)")
-        options = TrainOptions(**kwargs, progress=not quiet)
-
-    stop = {"requested": False}
-
-    def on_interrupt(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        click.echo("\nstopping after this step (Ctrl-C again to abort at once)", err=True)
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        run_dir = train_scalable(options, resume=resume, should_stop=lambda step: stop["requested"])
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if run_dir is not None:
-        snapshots = sorted(run_dir.glob("network-snapshot-*"))
-        click.echo(f"run folder: {run_dir}")
-        if snapshots:
-            click.echo(f"latest snapshot: {snapshots[-1]}")
+    options = opt.training_run_options(ctx, kwargs, resume, quiet, TrainOptions, load_run_options, _FIXED_ON_RESUME,
+                                       normalize)  # fmt: skip
+    opt.run_training(train_scalable, options, resume)
 
 
 # --------------------------------------------------------------------------------------- generate

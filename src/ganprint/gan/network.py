@@ -86,7 +86,10 @@ def _from_scalable(name: str, description: str) -> Preset:
     config = GanConfig(resolution=n.resolution, z_dim=n.z_dim, w_dim=n.w_dim, g_channels=n.g_channels,
                        d_channels=n.d_channels, mapping_layers=n.mapping_layers,
                        mapping_lr_multiplier=n.mapping_lr_multiplier, noise=n.noise, mbstd_group=n.mbstd_group)  # fmt: skip
-    return Preset(config, p.training, description)  # type: ignore[arg-type]
+    # The unconditional GAN keeps StyleGAN2-ADA's small-batch R1 weight (0.0002 R^2 / batch); the
+    # scalable presets raised theirs to hold off a discriminator that also fights the code.
+    training = dataclasses.replace(p.training, gamma=round(0.0002 * n.resolution**2 / p.training.batch_size, 4))
+    return Preset(config, training, description)  # type: ignore[arg-type]
 
 
 PRESETS: dict[str, Preset] = {

@@ -49,7 +49,7 @@ class ScalableNetwork(nn.Module):
         super().__init__()
         self.config = config.validate()
         self.G = Generator(config.generator_config(folded=fingerprint is not None))
-        self.F = Decoder(config.discriminator_config(), config.z_dim, config.fingerprint_size) if decoder else None
+        self.F = Decoder(config.decoder_config(), config.z_dim, config.fingerprint_size) if decoder else None
         self.fingerprint = None if fingerprint is None else fingerprint.detach().float().cpu()
 
     @property
@@ -140,6 +140,9 @@ class ScalableNetwork(nn.Module):
 def resolve_network_dir(name_or_path: str | os.PathLike) -> Path:
     """A model folder, a shipped model's name, or a training run folder (its latest snapshot)."""
     path = Path(name_or_path)
+    if path.is_file():
+        raise GanprintError(f"{path}: expected a network folder (config.json + model.safetensors) or a run folder; "
+                            "the original tool's .pkl networks are pickles, which ganprint does not load")  # fmt: skip
     if path.is_dir() and not (path / checkpoint.CONFIG_NAME).is_file():
         snapshots = sorted(p for p in path.glob("network-snapshot-*") if (p / checkpoint.CONFIG_NAME).is_file())
         if snapshots:

@@ -10,7 +10,10 @@ Two ways in for the generator's inputs:
 
 * `c_dim > 0` (scalable fingerprinting, Yu et al. ICLR 2022): the fingerprint code c (bits as 0/1
   floats) goes through the mapping network to the style w used by every layer; the latent z enters
-  through a dense layer that makes the 4x4 feature map.
+  through a dense layer that makes the 4x4 feature map. Its bias can start as a random map
+  (`input_constant`, like StyleGAN2's learned constant) and its weights smaller (`z_input_init`):
+  then the first layers carry a z-independent part for the code to modulate, which lets the decoder
+  learn to read the code much sooner (measured for the CPU presets; the paper's setup uses 0 and 1).
 * `c_dim == 0` (an ordinary unconditional StyleGAN2): z goes through the mapping network (after
   normalising its second moment) to w, and the synthesis starts from a learned 4x4 constant.
 
@@ -110,6 +113,8 @@ class GeneratorConfig:
     mapping_layers: int = 4  # depth of the mapping MLP
     mapping_lr_multiplier: float = 0.01  # the mapping network learns 100x slower (as StyleGAN2)
     res_modulated_range: tuple[int, int] = (4, 32)  # resolutions whose layers take the style
+    input_constant: float = 0.0  # c_dim > 0: init std of the z layer's bias, a learned 4x4 constant z is added to
+    z_input_init: float = 1.0  # c_dim > 0: init scale of the z layer's weights (1: equalised-lr default)
     noise: bool = True  # per-pixel noise inputs
     img_channels: int = 3
     folded: bool = False  # an exported model: styles baked into weights, no mapping, no c input
@@ -151,6 +156,7 @@ class DiscriminatorConfig:
     channels: tuple[int, ...] = (128, 128, 64, 32)  # feature maps at 4x4, 8x8, ... resolution
     mbstd_group: int = 4  # minibatch-stddev group size (0: no minibatch-stddev)
     mbstd_channels: int = 1  # stddev feature maps appended
+    fc_channels: int | None = None  # width of the dense layer before the output (default: the 4x4 width)
     img_channels: int = 3
 
     def __post_init__(self) -> None:
@@ -179,10 +185,13 @@ class EqualizedLinear(nn.Module):
     """Dense layer with equalised learning rate; optional bias + leaky ReLU."""
 
     def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_multiplier: float = 1.0,
-                 activation: bool = False):  # fmt: skip
+                 activation: bool = False, weight_init: float = 1.0, bias_init_std: float = 0.0):  # fmt: skip
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init) / lr_multiplier))
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) * weight_init / lr_multiplier)
+        bias = torch.full((out_dim,), float(bias_init))
+        if bias_init_std:  # drawn only when asked, so other layers' initial weights stay the same
+            bias = bias + torch.randn(out_dim) * bias_init_std
+        self.bias = nn.Parameter(bias / lr_multiplier)
         self.weight_gain = lr_multiplier / math.sqrt(in_dim)
         self.bias_gain = lr_multiplier
         self.activation = activation
@@ -373,7 +382,8 @@ class Generator(nn.Module):
             self.const = nn.Parameter(torch.randn(ch4, 4, 4))
             self.z_input = None
         else:  # z enters the 4x4 map through its own dense layer (scalable fingerprinting)
-            self.z_input = EqualizedLinear(cfg.z_dim, ch4 * 16, activation=True)
+            self.z_input = EqualizedLinear(cfg.z_dim, ch4 * 16, activation=True, weight_init=cfg.z_input_init,
+                                           bias_init_std=cfg.input_constant)  # fmt: skip
         self.blocks = nn.ModuleList([SynthesisBlock(cfg, res) for res in _resolutions(cfg.resolution)])
 
     @property
@@ -483,9 +493,10 @@ class ResidualTrunk(nn.Module):
         use_mbstd = mbstd and cfg.mbstd_group > 0
         self.mbstd = MinibatchStdDev(cfg.mbstd_group, cfg.mbstd_channels) if use_mbstd else None
         extra = cfg.mbstd_channels if use_mbstd else 0
+        fc = cfg.fc_channels or ch4
         self.conv = EqualizedConv2d(ch4 + extra, ch4, 3)
-        self.fc = EqualizedLinear(ch4 * 16, ch4, activation=True)
-        self.out = EqualizedLinear(ch4, out_dim)
+        self.fc = EqualizedLinear(ch4 * 16, fc, activation=True)
+        self.out = EqualizedLinear(fc, out_dim)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.from_rgb(img))
