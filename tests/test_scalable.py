@@ -69,7 +69,8 @@ def test_run_folder_contents(blobs, tmp_path):
     assert any(n.startswith("events.out.tfevents") for n in names)
     options_json = json.loads((run / "options.json").read_text())
     assert options_json["kind"] == "ganprint.scalable.train" and options_json["batch_size"] == 4
-    assert options_json["res_modulated_range"] == "4-16" and options_json["gamma"] == pytest.approx(0.0128)
+    assert options_json["res_modulated_range"] == "4-16" and options_json["gamma"] == pytest.approx(0.1)
+    assert options_json["c_reconstruction_weight"] == 10.0 and options_json["decoder_lr"] == pytest.approx(0.01)  # cpu preset
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [2, 3, 4, 6]  # ticks every 2 steps, metrics at 3 and 6
     assert len((run / "metric-bit_accuracy.txt").read_text().splitlines()) == 2

@@ -3,7 +3,6 @@ networks (ICLR 2022). The original tool's flag names are accepted as aliases."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 from pathlib import Path
@@ -12,6 +11,7 @@ import click
 
 from ..errors import GanprintError
 from . import options as opt
+from .detect_output import echo_detect_summary
 
 DEFAULT_NETWORK = "scalable-32"
 
@@ -71,9 +71,10 @@ _FIXED_ON_RESUME = (
 @click.option("--z-reconstruction-weight", "--latentsRecL2-weight", "--latentsRecL2_weight", "z_reconstruction_weight",
               type=float, default=1.0, show_default=True, help="Weight of mean (z - F_z(G(z,c)))^2.")
 @click.option("--c-reconstruction-weight", "--watermarkCls-weight", "--watermarkCls_weight", "c_reconstruction_weight",
-              type=float, default=2.0, show_default=True, help="Weight of the bit cross-entropy of F_c(G(z,c)).")
+              type=float, default=None,
+              help="Weight of the bit cross-entropy of F_c(G(z,c)) [default: the preset's: 10 cpu presets, 2 paper].")
 @click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Adam learning rate of the decoder F [default: the preset's: 0.02 cpu presets, else --lr].")
+              help="Adam learning rate of the decoder F [default: the preset's: 0.01 cpu presets, else --lr].")
 @click.option("--metrics-kimg", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="kimg between bit-accuracy evaluations (0: at the end only).")
 @click.option("--metric-images", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -236,18 +237,7 @@ def detect(network, data_dir, output_dir, expected, false_positive_rate, batch_s
     net = _load(network, device)
     summary = detect_images(net, data_dir, output_dir, expected=expected, false_positive_rate=false_positive_rate,
                             batch_size=batch_size, strict=strict, overwrite=overwrite, progress=not quiet)  # fmt: skip
-    record = {k: v for k, v in dataclasses.asdict(summary).items() if k != "per_image"}
-    record["output_dir"] = str(summary.output_dir)
-    if as_json:
-        click.echo(json.dumps(record))
-        return
-    click.echo(f"read {summary.images} images; fingerprints in {summary.output_dir / 'detected_fingerprints.txt'}")
-    if summary.mean_bit_accuracy is not None:
-        click.echo(
-            f"mean bit accuracy {summary.mean_bit_accuracy:.4f}; pooled p-value {summary.pooled_p_value:.3g} "
-            f"(-log10 {summary.pooled_neg_log10_p:.1f}); detected at FPR {false_positive_rate:g}: "
-            f"{summary.detected}/{summary.images}; per image: {summary.output_dir / 'detection_report.csv'}"
-        )
+    echo_detect_summary(summary, false_positive_rate, as_json)
 
 
 # ----------------------------------------------------------------------------------------- export

@@ -79,7 +79,7 @@ class TrainOptions(TrainingOptions):
     res_modulated_range: str | None = None  # e.g. "4-32": resolutions modulated by c (default: all)
     consistency_weight: float = 2.0  # mean (G(z,c) - G(z,c'))^2 (original --decoupleL2-weight)
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
-    c_reconstruction_weight: float = 2.0  # BCE of F's c logits (original --watermarkCls-weight)
+    c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
     metrics_kimg: float = 10.0  # kimg between bit-accuracy evaluations (0: only at the end)
     metric_images: int = 1024  # generated images per bit-accuracy evaluation
@@ -101,6 +101,8 @@ class TrainOptions(TrainingOptions):
             t, config, fingerprint_size=config.fingerprint_size,
             res_modulated_range=f"{config.res_modulated_range[0]}-{config.res_modulated_range[1]}",
             decoder_lr=self.decoder_lr or t.decoder_lr or self.lr or t.lr,
+            c_reconstruction_weight=t.c_reconstruction_weight if self.c_reconstruction_weight is None
+            else self.c_reconstruction_weight,
         )  # fmt: skip
 
     def network_config(self) -> ScalableConfig:
