@@ -3,7 +3,11 @@ conftest.py lives there without an __init__.py)."""
 
 import json
 
+import pytest
 import torch
+from PIL import Image
+
+from ganprint.errors import GanprintError
 
 
 def cli_exit_code(args) -> int:
@@ -34,6 +38,34 @@ def checkpoint_tensors(run) -> tuple[dict, int]:
 # ----------------------------------------------------------------------------- StyleGAN2-style trainers
 
 
+def tiny_run_options(options_class, data, out, network: dict, /, **changes):
+    """A trainer's options for a 6-step run of tiny networks on the CPU: batch 4, a stats line every
+    2 steps, a snapshot every 3, lazy R1 every 2 steps, no progress bar; then `changes` (which may
+    replace `network` too)."""
+    base = dict(data=str(data), output_dir=str(out), network=dict(network), batch_size=4, total_kimg=0.024,
+                tick_kimg=0.008, snapshot_kimg=0.012, r1_interval=2, progress=False, device="cpu")  # fmt: skip
+    return options_class(**{**base, **changes})
+
+
+def check_run_folder(run, kind: str, grids: list[str], network_class):
+    """The layout every trainer's run folder has (a tiny_run_options run: snapshots at 0 kimg): options.json
+    of `kind`, reals.png, `grids` as 512 px grids, checkpoint.pt, stats.jsonl with TensorBoard events, and a
+    snapshot holding the moving-average generator. Returns (options.json, the snapshot's network)."""
+    names = {p.name for p in run.iterdir()}
+    assert {"options.json", "reals.png", "checkpoint.pt", "stats.jsonl", "network-snapshot-000000",
+            *(f"{grid}-000000.png" for grid in grids)} <= names  # fmt: skip
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    saved = json.loads((run / "options.json").read_text())
+    assert saved["kind"] == kind and saved["batch_size"] == 4
+    for grid in grids:
+        with Image.open(run / f"{grid}-000000.png") as image:
+            assert image.size == (512, 512)  # 8x8 images of 16 px, enlarged x4
+    net = network_class.from_pretrained(run)  # a run folder resolves to its latest snapshot
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(net.G.state_dict(), state["G_ema"])
+    return saved, net
+
+
 def check_resume_reproduces_an_uninterrupted_run(train, load_run_options, options, tmp_path) -> None:
     """A run stopped after step 3 and resumed ends tensor for tensor as the uninterrupted run.
     `options(output_dir)`: the options of a 6-step run with a stats line every 2 steps."""
@@ -58,3 +90,14 @@ def check_seed_decides_the_run(train, options) -> None:
     c = checkpoint_tensors(train(options(seed=2)))[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def check_resume_refuses_the_checkpoint_of(other, run, train, load_run_options) -> None:
+    """Resuming `run` with the checkpoint of `other` (another network configuration) is an error
+    before anything is written; then run's own checkpoint is put back."""
+    checkpoint_before, options_before = (run / "checkpoint.pt").read_bytes(), (run / "options.json").read_bytes()
+    (run / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    with pytest.raises(GanprintError, match="another configuration"):
+        train(load_run_options(run), resume=run)
+    assert (run / "options.json").read_bytes() == options_before
+    (run / "checkpoint.pt").write_bytes(checkpoint_before)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import check_resume_reproduces_an_uninterrupted_run, check_seed_decides_the_run
+from helpers import check_resume_refuses_the_checkpoint_of, check_resume_reproduces_an_uninterrupted_run
+from helpers import check_run_folder, check_seed_decides_the_run, tiny_run_options
 from helpers import cli_exit_code as run_cli
 
 from ganprint.errors import GanprintError
@@ -38,10 +39,7 @@ def data(tmp_path_factory):
 
 
 def opts(data, out, **kw):
-    base = dict(data=str(data), output_dir=str(out), network=dict(TINY), batch_size=4, total_kimg=0.024,
-                tick_kimg=0.008, snapshot_kimg=0.012, r1_interval=2, progress=False, device="cpu")  # fmt: skip
-    base.update(kw)
-    return GanTrainOptions(**base)
+    return tiny_run_options(GanTrainOptions, data, out, TINY, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -55,26 +53,16 @@ def tiny_gan():
 
 def test_run_folder_contents(data, tmp_path):
     run = train_gan(opts(data, tmp_path))
-    names = {p.name for p in run.iterdir()}
     assert run.name == "00000-gan-cpu32-16px"
-    assert {"options.json", "reals.png", "checkpoint.pt", "stats.jsonl", "fakes-000000.png",
-            "network-snapshot-000000"} <= names  # fmt: skip
-    assert any(n.startswith("events.out.tfevents") for n in names)
-    saved = json.loads((run / "options.json").read_text())
-    assert saved["kind"] == "ganprint.gan.train" and saved["batch_size"] == 4
+    saved, net = check_run_folder(run, "ganprint.gan.train", ["fakes"], GanNetwork)
     assert saved["gamma"] == PRESETS["cpu32"].training.gamma and saved["network"]["z_dim"] == 8
     lines = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4, 6]
     assert {"loss/G", "loss/D", "loss/r1", "scores/real", "speed/images_per_second"} <= set(lines[-1])
-    # the snapshot is the EMA generator, and an unconditional network: z through the mapping, a constant
-    net = GanNetwork.from_pretrained(run)  # a run folder resolves to its latest snapshot
-    state = torch.load(run / "checkpoint.pt", weights_only=True)
-    torch.testing.assert_close(net.G.state_dict(), state["G_ema"])
+    # the snapshot (the EMA generator) is an unconditional network: z through the mapping, a constant
     assert net.G.z_through_mapping and not net.G.takes_c
     config = json.loads((run / "network-snapshot-000000" / "config.json").read_text())
     assert config["kind"] == "ganprint.gan" and config["training"]["kimg"] == pytest.approx(0.024)
-    with Image.open(run / "fakes-000000.png") as grid:
-        assert grid.size == (512, 512)  # 8x8 images of 16 px, enlarged x4
 
 
 def test_resume_reproduces_an_uninterrupted_run(data, tmp_path):
@@ -174,17 +162,13 @@ def test_network_of_another_kind(tiny_codec, tmp_path, capsys):
 
 def test_resume_refuses_another_configuration(data, tmp_path, capsys):
     run = train_gan(opts(data, tmp_path, total_kimg=0.008))
-    before = (run / "checkpoint.pt").read_bytes()
     # a training option given again with another value
     code = run_cli(["gan", "train", "--resume", str(run), "--seed", "5", "-q"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "seed 0, not 5" in err and len(err.splitlines()) == 1
     # a checkpoint of another network configuration
     other = train_gan(opts(data, tmp_path / "other", total_kimg=0.008, network=dict(TINY, z_dim=4)))
-    (run / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
-    with pytest.raises(GanprintError, match="another configuration"):
-        train_gan(load_run_options(run), resume=run)
-    (run / "checkpoint.pt").write_bytes(before)
+    check_resume_refuses_the_checkpoint_of(other, run, train_gan, load_run_options)
     # a run folder of another trainer
     (tmp_path / "scalable-run").mkdir()
     (tmp_path / "scalable-run" / "options.json").write_text(json.dumps({"kind": "ganprint.scalable.train"}))

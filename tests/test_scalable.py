@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import check_resume_reproduces_an_uninterrupted_run, check_seed_decides_the_run, checkpoint_tensors
+from helpers import check_resume_refuses_the_checkpoint_of, check_resume_reproduces_an_uninterrupted_run
+from helpers import check_run_folder, check_seed_decides_the_run, checkpoint_tensors, tiny_run_options
 from helpers import cli_exit_code as run_cli
 
 from ganprint.errors import GanprintError
@@ -42,11 +43,7 @@ def blobs(tmp_path_factory):
 
 
 def options(data, out, **kw):
-    base = dict(data=str(data), output_dir=str(out), network=dict(TINY_NET), batch_size=4, total_kimg=0.024,
-                tick_kimg=0.008, metrics_kimg=0.012, metric_images=32, snapshot_kimg=0.012, r1_interval=2,
-                progress=False)  # fmt: skip
-    base.update(kw)
-    return TrainOptions(**base)
+    return tiny_run_options(TrainOptions, data, out, TINY_NET, **{"metrics_kimg": 0.012, "metric_images": 32, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -60,27 +57,16 @@ def tiny_net():
 
 def test_run_folder_contents(blobs, tmp_path):
     run = train_scalable(options(blobs, tmp_path))
-    names = {p.name for p in run.iterdir()}
     assert run.name == "00000-scalable-cpu32-16px-16b"
-    expected = {"options.json", "reals.png", "checkpoint.pt", "stats.jsonl", "metric-bit_accuracy.txt",
-                "fakes-arbitrary-000000.png", "fakes-fingerprints-same-000000.png", "fakes-latents-same-000000.png",
-                "network-snapshot-000000"}  # fmt: skip
-    assert expected <= names
-    assert any(n.startswith("events.out.tfevents") for n in names)
-    options_json = json.loads((run / "options.json").read_text())
-    assert options_json["kind"] == "ganprint.scalable.train" and options_json["batch_size"] == 4
+    grids = ["fakes-arbitrary", "fakes-fingerprints-same", "fakes-latents-same"]
+    options_json, net = check_run_folder(run, "ganprint.scalable.train", grids, ScalableNetwork)
     assert options_json["res_modulated_range"] == "4-16" and options_json["gamma"] == pytest.approx(0.1)
     assert options_json["c_reconstruction_weight"] == 10.0 and options_json["decoder_lr"] == pytest.approx(0.01)  # cpu preset
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [2, 3, 4, 6]  # ticks every 2 steps, metrics at 3 and 6
     assert len((run / "metric-bit_accuracy.txt").read_text().splitlines()) == 2
-    # the snapshot is inference-only: G (EMA) + F, and loads as a network
-    net = ScalableNetwork.from_pretrained(run / "network-snapshot-000000")
+    # the snapshot is inference-only: G (EMA) + F
     assert net.F is not None and net.config.fingerprint_size == 16
-    state = torch.load(run / "checkpoint.pt", weights_only=True)
-    torch.testing.assert_close(net.G.state_dict(), state["G_ema"])
-    with Image.open(run / "fakes-latents-same-000000.png") as grid:
-        assert grid.size == (512, 512)  # 8x8 images of 16 px, enlarged x4
 
 
 def test_resume_reproduces_an_uninterrupted_run(blobs, tmp_path):
@@ -375,7 +361,6 @@ def test_cli_bad_dataset_is_a_one_line_error(tmp_path, capsys):
 
 def test_resume_refuses_another_configuration(blobs, tmp_path, capsys):
     run = train_scalable(options(blobs, tmp_path, total_kimg=0.008))
-    options_before = (run / "options.json").read_bytes()
     checkpoint_before = (run / "checkpoint.pt").read_bytes()
     # an explicit option that changes the training
     code = run_cli(["scalable", "train", "--resume", str(run), "--watermark-size", "32", "-q"])
@@ -383,11 +368,7 @@ def test_resume_refuses_another_configuration(blobs, tmp_path, capsys):
     assert code == 1 and "fingerprint-size 16, not 32" in err and len(err.splitlines()) == 1
     # a checkpoint from another configuration
     other = train_scalable(options(blobs, tmp_path / "other", total_kimg=0.008, network=dict(TINY_NET, z_dim=4)))
-    (run / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
-    with pytest.raises(GanprintError, match="another configuration"):
-        train_scalable(load_run_options(run), resume=run)
-    (run / "checkpoint.pt").write_bytes(checkpoint_before)
-    assert (run / "options.json").read_bytes() == options_before
+    check_resume_refuses_the_checkpoint_of(other, run, train_scalable, load_run_options)
     # a codec run folder
     (tmp_path / "codec-run").mkdir()
     (tmp_path / "codec-run" / "options.json").write_text(json.dumps({"data_dir": "x", "arch": "ganprint"}))

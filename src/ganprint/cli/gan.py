@@ -60,8 +60,7 @@ def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
 @click.option("--num-images", "--num_images", "num_images", type=click.IntRange(min=1), default=None,
               help="Instead of --seeds: seeds 0 .. N-1.")
 @opt.output_dir()
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
-              help="const: the network's stored noise maps; random: drawn from each image's seed.")
+@opt.noise_mode
 @opt.batch_size
 @opt.overwrite
 @opt.device

@@ -54,6 +54,10 @@ fpr = click.option(
     help="False-positive rate: an image is 'detected' when its p-value is at most this.",
 )  # fmt: skip
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+noise_mode = click.option(
+    "--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
+    help="const: the network's stored noise maps; random: drawn from each image's seed.",
+)  # fmt: skip
 
 
 def detect_options(f):

@@ -120,8 +120,7 @@ def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
               help="Every image gets the fingerprint of the first seed.")
 @click.option("--fingerprint", "--watermark", default=None, metavar="BITS|HEX",
               help="Generate as the model with this fingerprint (0/1 characters or hexadecimal).")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
-              help="const: the network's stored noise maps; random: drawn from each image's seed.")
+@opt.noise_mode
 @opt.batch_size
 @opt.overwrite
 @opt.device

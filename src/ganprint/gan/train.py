@@ -35,16 +35,8 @@ import torch.nn.functional as F
 
 from .. import runs
 from ..scalable.network import to_unit
-from ..stylegan.training import (
-    TrainingOptions,
-    TrainingRun,
-    discriminator_step,
-    ema_beta,
-    lazy_adam,
-    network_config,
-    step_generator,
-    update_ema,
-)
+from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
+from ..stylegan.training import ema_beta, step_generator, update_ema
 from .network import GanConfig, GanNetwork, preset
 
 RUN_KIND = "ganprint.gan.train"
@@ -76,23 +68,13 @@ def train_gan(
     resume: str | os.PathLike | None = None,  # run folder to continue exactly where its checkpoint left off
     should_stop: Callable[[int], bool] | None = None,  # should_stop(step): end after this step (Ctrl-C)
 ) -> Path | None:
-    """Train (or, with `resume` = a run folder, continue) an unconditional GAN.
-
-    Returns the run folder (None on processes other than 0). `should_stop(step)`, checked after
-    every step, ends training early with a snapshot and resume checkpoint (Ctrl-C, time budgets).
-    """
+    """Train an unconditional GAN, or continue one; its run folder (None on processes other than 0).
+    A stop (should_stop, Ctrl-C, a time budget) ends with a snapshot and a resume checkpoint."""
     o = options.resolved()
     cfg = GanConfig(**o.network)
-    run = TrainingRun(
-        o,
-        kind=RUN_KIND,
-        what="an unconditional GAN",
-        config=cfg,
-        description=f"gan-{o.preset}-{cfg.resolution}px",
-        resume=resume,
-        should_stop=should_stop,
-        postfix=lambda tick: f"G {tick['loss/G']:.2f} D {tick['loss/D']:.2f}",
-    )
+    run = TrainingRun(o, kind=RUN_KIND, what="an unconditional GAN", config=cfg, resume=resume, should_stop=should_stop,
+                      description=f"gan-{o.preset}-{cfg.resolution}px",
+                      postfix=lambda tick: f"G {tick['loss/G']:.2f} D {tick['loss/D']:.2f}")  # fmt: skip
     B, device = run.batch, run.device
     G, D, G_ema = run.networks()
     opt_G = lazy_adam(G.parameters(), o.lr, 0)

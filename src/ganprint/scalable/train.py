@@ -53,17 +53,8 @@ from tqdm import tqdm
 from .. import runs
 from ..io import atomic_write_text
 from ..stylegan import Decoder, Generator
-from ..stylegan.training import (
-    TrainingOptions,
-    TrainingRun,
-    discriminator_step,
-    ema_beta,
-    lazy_adam,
-    network_config,
-    save_grid,  # noqa: F401  (imported from here by transfer.py and benchmarks)
-    step_generator,
-    update_ema,
-)
+from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
+from ..stylegan.training import ema_beta, save_grid, step_generator, update_ema  # noqa: F401 (transfer.py)
 from .config import ScalableConfig, parse_res_range, preset
 from .network import ScalableNetwork, from_unit, quantize_unit, to_unit
 
@@ -143,24 +134,14 @@ def train_scalable(
     resume: str | os.PathLike | None = None,  # run folder to continue exactly where its checkpoint left off
     should_stop: Callable[[int], bool] | None = None,  # should_stop(step): end after this step (Ctrl-C)
 ) -> Path | None:
-    """Train (or, with `resume` = a run folder, continue) a scalable fingerprinting GAN.
-
-    Returns the run folder (None on processes other than 0). `should_stop(step)`, checked after
-    every step, ends training early with a resume checkpoint (Ctrl-C in the CLI).
-    """
+    """Train a scalable fingerprinting GAN (G(z, c), its decoder F, D), or continue a run; the run
+    folder (None on processes other than 0). A stop ends with a snapshot and a resume checkpoint."""
     o = options.resolved()
     cfg = ScalableConfig(**o.network)
-    run = TrainingRun(
-        o,
-        kind=RUN_KIND,
-        what="a scalable fingerprinting",
-        config=cfg,
-        description=f"scalable-{o.preset}-{cfg.resolution}px-{o.fingerprint_size}b",
-        resume=resume,
-        should_stop=should_stop,
-        postfix=lambda tick: f"bit acc {tick['train/bit_accuracy']:.3f}",
-        metrics_kimg=o.metrics_kimg,
-    )
+    run = TrainingRun(o, kind=RUN_KIND, what="a scalable fingerprinting", config=cfg, resume=resume,
+                      should_stop=should_stop, metrics_kimg=o.metrics_kimg,
+                      description=f"scalable-{o.preset}-{cfg.resolution}px-{o.fingerprint_size}b",
+                      postfix=lambda tick: f"bit acc {tick['train/bit_accuracy']:.3f}")  # fmt: skip
     B, b, device = run.batch, run.process_batch, run.device
     L = cfg.fingerprint_size
     G, D, G_ema = run.networks()
