@@ -44,7 +44,7 @@ from ganprint.gan.generate import RECORD_CSV, generate_images
 from ganprint.gan.network import GanNetwork
 from ganprint.gan.train import GanTrainOptions, train_gan
 from ganprint.io import atomic_write_json, atomic_write_text
-from ganprint.scalable.train import save_grid
+from ganprint.stylegan.training import save_grid
 from ganprint.transfer import choose_fingerprint, control_statistics, first_images, read_detected_bits, set_statistics
 
 SMOKE_NET = dict(resolution=32, z_dim=16, w_dim=32, g_channels=[32, 32, 16, 16], d_channels=[32, 32, 16, 16],

@@ -16,7 +16,6 @@ from helpers import cli_exit_code as run_cli
 from ganprint.errors import GanprintError
 from ganprint.fingerprints import bits_to_hex, bits_to_str, read_fingerprint_file
 from ganprint.scalable.config import ScalableConfig
-from ganprint.scalable.export import export_fingerprinted
 from ganprint.scalable.generate import draw, generate_images, parse_seeds
 from ganprint.scalable.network import ScalableNetwork, from_unit, quantize_unit
 from ganprint.scalable.train import TrainOptions, load_run_options, train_scalable

@@ -152,7 +152,7 @@ def control_statistics(codec, spec: str, fingerprint: torch.Tensor, count: int, 
 
 def save_picture(codec, data: str, fingerprint: torch.Tensor, generated_dir: Path, path: Path, count: int = 8) -> None:
     """Rows: real images, fingerprinted, their amplified difference, generated images."""
-    from .scalable.train import save_grid  # imports torchvision: only when a picture is made
+    from .stylegan.training import save_grid  # imports torchvision: only when a picture is made
 
     real = first_images(data, codec.config.resolution, count).to(codec.device)
     marked = torch.round(codec.embed(real, fingerprint.expand(len(real), -1)) * 255) / 255

@@ -54,7 +54,7 @@ from .. import runs
 from ..io import atomic_write_text
 from ..stylegan import Decoder, Generator
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
-from ..stylegan.training import ema_beta, save_grid, step_generator, update_ema  # noqa: F401 (transfer.py)
+from ..stylegan.training import ema_beta, step_generator, update_ema
 from .config import ScalableConfig, parse_res_range, preset
 from .network import ScalableNetwork, from_unit, quantize_unit, to_unit
 
