@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import pickle
 import re
 import shutil
@@ -329,6 +330,13 @@ def test_embed_and_detect_files(capsys, model, nested, tmp_path):
     assert record["images"] == 5 and record["mean_bit_accuracy"] == pytest.approx(want)
     assert record["output_dir"] == str(tmp_path / "det3") and "per_image" not in record
     assert 0 <= record["detected"] <= 5 and 0.0 < record["pooled_p_value"] <= 1.0
+    # the consensus test: positions where more than half of the images read their embedded bit
+    length = len(embedded[names[0]])
+    agreeing = [sum(embedded[n][i] == read[n][i] for n in names) for i in range(length)]
+    k = sum(2 * a > len(names) for a in agreeing)
+    assert record["consensus_matches"] == k
+    assert record["consensus_p_value"] == pytest.approx(sum(math.comb(length, i) for i in range(k, length + 1)) / 2**length)
+    assert "consensus p-value" in said
 
 
 def test_identical_and_given_fingerprints(capsys, model, images, tmp_path):

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import random
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -161,21 +162,28 @@ def test_issue_fails_clearly_when_no_fingerprint_is_far_enough(tmp_path):
 
 # ---------------------------------------------------------------------------------- concurrency
 def _writer(path: str, worker: int, count: int) -> None:
-    with Registry(path, create=True, timeout=60) as reg:
-        for i in range(count):
-            reg.add(f"w{worker}-{i}", bit_string(random.Random(worker * 1000 + i), 64))
-            reg.issue(f"w{worker}-issued-{i}", 24, min_distance=6)
+    try:
+        with Registry(path, create=True, timeout=60) as reg:
+            for i in range(count):
+                reg.add(f"w{worker}-{i}", bit_string(random.Random(worker * 1000 + i), 64))
+                reg.issue(f"w{worker}-issued-{i}", 24, min_distance=6)
+    except Exception as e:  # the parent shows why a worker failed, not just its exit code
+        Path(f"{path}.error-{worker}").write_text(f"{type(e).__name__}: {e}")
+        raise
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
     path = str(tmp_path / "shared.db")  # not created yet: the writers race to create it too
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: a child forked from a process with running threads (torch's) can hang on a lock
+    # that one of those threads held at the fork
+    ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_writer, args=(path, w, 8)) for w in range(4)]
     for p in workers:
         p.start()
     for p in workers:
-        p.join(120)
-    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+        p.join(180)
+    errors = [f.read_text() for f in sorted(tmp_path.glob("shared.db.error-*"))]
+    assert [p.exitcode for p in workers] == [0, 0, 0, 0], errors
     with Registry(path) as reg:
         entries = reg.entries()
         models = {e.model for e in entries}

@@ -73,6 +73,28 @@ def test_resume_reproduces_an_uninterrupted_run(blobs, tmp_path):
                                                  tmp_path)  # fmt: skip
 
 
+def test_immunized_run_resumes_exactly_and_reports_augmented_accuracy(blobs, tmp_path):
+    check_resume_reproduces_an_uninterrupted_run(
+        train_scalable, load_run_options, lambda out: options(blobs, out, augment="noise=0.2,blur,crop", augment_ramp=2),
+        tmp_path)  # fmt: skip
+    run = next((tmp_path / "a").iterdir())
+    assert json.loads((run / "options.json").read_text())["augment"] == "noise=0.2,blur,crop"
+    lines = (run / "metric-bit_accuracy.txt").read_text().splitlines()
+    assert len(lines) == 2 and all("bit_accuracy_augmented" in line for line in lines)
+    # the perturbations reach F: the same seed without them trains other weights
+    plain = checkpoint_tensors(train_scalable(options(blobs, tmp_path / "plain")))[0]
+    immunized = checkpoint_tensors(run)[0]
+    assert any(not torch.equal(plain[k], immunized[k]) for k in plain if k.startswith("F."))
+
+
+def test_bad_augment_spec_is_a_one_line_error(blobs, tmp_path, capsys):
+    code = run_cli(["scalable", "train", "--data", str(blobs), "--output-dir", str(tmp_path / "runs"),
+                    "--augment", "noise,sharpen", "--total-kimg", "0.008"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "unknown perturbation 'sharpen'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_same_seed_same_run_other_seed_other_run(blobs, tmp_path):
     check_seed_decides_the_run(train_scalable, lambda seed: options(blobs, tmp_path, total_kimg=0.008, seed=seed))
 

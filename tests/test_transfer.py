@@ -111,6 +111,26 @@ def test_set_statistics_against_exact_binomial_sums():
     assert s["median_p_value"] == pytest.approx(tail(16, 20), rel=1e-9)
     assert s["detected"] == 2  # P[>= 16 of 20] = 0.0059 <= 0.01; 10 of 20 is not
     assert s["min_bit_accuracy"] == pytest.approx(0.5)
+    # majority bits: 0-3 flipped in two of three images (no match), 4-9 in one (match), 10-19 match
+    assert s["consensus_matches"] == 16 and s["consensus_p_value"] == pytest.approx(tail(16, 20), rel=1e-9)
+
+
+def test_a_decoder_bias_is_not_a_transfer():
+    """Every image reads the same 100 bits, 60 of them equal to the fingerprint by chance: the pooled
+    test calls that overwhelming, the consensus test (the verdict's) calls it chance."""
+    fp = choose_fingerprint(None, 100, seed=5)
+    biased = fp.clone()
+    biased[:40] = 1 - biased[:40]
+    bits = biased.repeat(1000, 1)
+    bits[::7, 50:55] = 1 - bits[::7, 50:55]  # some per-image noise
+    s = set_statistics(bits, fp)
+    assert s["pooled_neg_log10_p"] > 50 and s["consensus_matches"] == 60
+    assert s["consensus_p_value"] == pytest.approx(sum(math.comb(100, i) for i in range(60, 101)) / 2**100, rel=1e-9)
+    assert verdict(s).startswith("fingerprint NOT detected")
+    carried = set_statistics(torch.where(torch.rand(1000, 100, generator=torch.Generator().manual_seed(0)) < 0.4,
+                                         1 - fp, fp), fp)  # fmt: skip # each image only 60% right
+    assert carried["detected"] <= 20 and carried["consensus_matches"] == 100  # few detected one by one
+    assert verdict(carried).startswith("fingerprint transferred")
 
 
 def test_choose_fingerprint_and_verdicts():
@@ -119,11 +139,13 @@ def test_choose_fingerprint_and_verdicts():
     assert torch.equal(a, choose_fingerprint(None, 100, 0)) and not torch.equal(a, b)
     with pytest.raises(GanprintError, match="hex digits"):
         choose_fingerprint("abc", 100)
-    gen = {"false_positive_rate": 1e-6, "pooled_p_value": 1e-30, "pooled_neg_log10_p": 30.0, "mean_bit_accuracy": 0.9,
-           "detected": 5, "images": 10}  # fmt: skip
+    gen = {"false_positive_rate": 1e-6, "consensus_p_value": 1e-30, "consensus_matches": 99, "bits_per_image": 100,
+           "mean_bit_accuracy": 0.9, "detected": 5, "images": 10}  # fmt: skip
     assert verdict(gen).startswith("fingerprint transferred")
-    assert verdict(dict(gen, pooled_p_value=0.2)).startswith("fingerprint NOT detected")
-    assert "warning" in verdict(gen, {"pooled_p_value": 1e-4}) and "warning" not in verdict(gen, {"pooled_p_value": 0.3})
+    assert verdict(dict(gen, consensus_p_value=0.2)).startswith("fingerprint NOT detected")
+    assert "warning" in verdict(gen, {"consensus_p_value": 1e-4}) and "warning" not in verdict(gen, {"consensus_p_value": 0.3})
+    short = dict(gen, bits_per_image=16, consensus_p_value=0.5**16)  # 16 bits cannot reach 1e-6
+    assert "16 bits cannot reach p <= 1e-06" in verdict(short)
 
 
 def test_refuses_to_overwrite_an_earlier_report(smoke):
@@ -132,6 +154,28 @@ def test_refuses_to_overwrite_an_earlier_report(smoke):
     with pytest.raises(GanprintError, match="already exists"):
         run_transfer(tiny_options(out.parent, out))
     assert (out / "report.json").read_bytes() == before
+
+
+def test_snapshot_curve_reads_what_the_saved_pngs_give(smoke, tmp_path):
+    from ganprint.codec.importing import load_codec
+    from ganprint.transfer import plot_curves, snapshot_curve
+
+    out, report, _ = smoke
+    codec = load_codec("codec-32", device="cpu")
+    fingerprint = choose_fingerprint(FINGERPRINT, 100)
+    (run,) = (out / "gan").iterdir()
+    rows = snapshot_curve(run, codec, fingerprint, num_images=12, seed=0, progress=False)
+    assert [r["snapshot"] for r in rows] == sorted(p.name for p in run.glob("network-snapshot-*"))
+    assert rows[-1]["kimg"] == int(rows[-1]["snapshot"][-6:]) and rows[-1]["images"] == 12
+    # the same seeds, rounded to 8 bits in memory, decode exactly as the PNGs that detect read
+    gen = report["sets"]["generated"]
+    assert rows[-1]["mean_bit_accuracy"] == pytest.approx(gen["mean_bit_accuracy"], abs=1e-9)
+    assert rows[-1]["detected"] == gen["detected"]
+    plot_curves({"tiny": rows}, tmp_path / "curve.png", title="t")
+    with Image.open(tmp_path / "curve.png") as im:
+        assert im.size == (720, 432)
+    with pytest.raises(GanprintError, match="no network-snapshot"):
+        snapshot_curve(tmp_path, codec, fingerprint, progress=False)
 
 
 def test_bad_inputs_fail_before_any_work(tmp_path, capsys):

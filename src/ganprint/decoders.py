@@ -1,19 +1,13 @@
 """Fingerprint readers of any method behind one interface: images in, bit logits out.
 
 Detection, calibration and attribution only need a `Decoder`. The codec (ICCV 2021) provides one
-here; a scalable-fingerprinting network (ICLR 2022) provides one through a hook that the
-`ganprint.scalable` package implements:
+here, and so does a scalable-fingerprinting network (ICLR 2022, `ganprint.scalable.network`):
 
-    ganprint.scalable.fingerprint_decoder(network: str, device: str) -> ganprint.decoders.Decoder
-        The decoder F of a scalable-fingerprinting network file/folder, method "scalable".
-
-    ganprint.scalable.fingerprinted_images(network: str, fingerprint: torch.Tensor, count: int,
-                                           seed: int, device: str) -> torch.Tensor
-        `count` images (count, 3, R, R) in [0, 1] generated as the model fingerprinted with
-        `fingerprint` (L,) of 0/1 floats; used by benchmarks/bench_attribution.py.
-
-When `ganprint.scalable` does not define them, the adapters below build both from
-`ganprint.scalable.network.ScalableNetwork` (a full network: generator G(z, c) and decoder F).
+    scalable_decoder(network, device) -> Decoder
+        The decoder F of a scalable-fingerprinting network (a full network: G(z, c) and F).
+    fingerprinted_images(network, fingerprint, count, seed, device) -> (count, 3, R, R) in [0, 1]
+        Images generated as the model fingerprinted with `fingerprint` (L,) of 0/1 floats; used by
+        benchmarks/bench_attribution.py.
 """
 
 from __future__ import annotations
@@ -123,33 +117,15 @@ def load_decoder(
 
 
 # --------------------------------------------------------------------------- scalable fingerprinting
-def _scalable_hook(name: str):
-    try:
-        import importlib
-
-        return getattr(importlib.import_module("ganprint.scalable"), name, None)
-    except ImportError:
-        return None
-
-
 def _scalable_network(network: str, device: str):
-    try:
-        from .scalable.network import ScalableNetwork, resolve_network_dir
-    except ImportError:
-        raise GanprintError(
-            "scalable fingerprinting is not available in this ganprint build "
-            "(neither ganprint.scalable.fingerprint_decoder nor ScalableNetwork)"
-        ) from None
     from .device import resolve_device
+    from .scalable.network import ScalableNetwork, resolve_network_dir
 
     return ScalableNetwork.from_pretrained(network, resolve_device(device)), resolve_network_dir(network)
 
 
 def scalable_decoder(network: str, device: str = "cpu") -> Decoder:
-    """The decoder F of a scalable-fingerprinting network, through the hook or the adapter."""
-    hook = _scalable_hook("fingerprint_decoder")
-    if hook is not None:
-        return hook(network, device)
+    """The decoder F of a scalable-fingerprinting network."""
     net, directory = _scalable_network(network, device)
     if net.F is None:
         raise GanprintError(f"{network}: an exported fingerprinted generator has no decoder; give the full network")
@@ -162,9 +138,6 @@ def fingerprinted_images(network: str, fingerprint: torch.Tensor, count: int, se
                          device: str = "cpu") -> torch.Tensor:  # fmt: skip
     """`count` images (count, 3, R, R) in [0, 1] of the model fingerprinted with `fingerprint` (L,):
     G(z, c) with z ~ N(0, 1) drawn from `seed`."""
-    hook = _scalable_hook("fingerprinted_images")
-    if hook is not None:
-        return hook(network, fingerprint, count, seed, device)
     net, _ = _scalable_network(network, device)
     z = torch.randn(count, net.config.z_dim, generator=torch.Generator().manual_seed(seed))
     c = torch.as_tensor(fingerprint).float().reshape(1, -1).expand(count, -1)

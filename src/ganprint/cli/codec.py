@@ -76,12 +76,8 @@ def _check_celeba(celeba: bool, resolution: int | None) -> None:
               help="Steps after the accuracy switch before the image loss ramps in.")
 @click.option("--l2-loss-ramp", "--l2_loss_ramp", "l2_loss_ramp", type=int, default=3000, show_default=True,
               help="Steps of the linear image-loss ramp.")
-@click.option("--augment", default=None, metavar="SPEC",
-              help="Immunized training: perturbations between fingerprinted images and the decoder, 'default' "
-              "(noise, blur, jpeg, crop, brightness, contrast, saturation) or a list like 'noise=0.1,jpeg,crop' "
-              "(name=maximum; see docs/robustness.md).")
-@click.option("--augment-ramp", "augment_ramp", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Steps over which the perturbation strength grows from 0 to full.")
+@opt.augment
+@opt.augment_ramp
 @click.option("--snapshot-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="Steps between snapshots and resume checkpoints.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True,

@@ -20,7 +20,12 @@ def echo_detect_summary(summary, false_positive_rate: float, as_json: bool, **ex
     click.echo(f"read {summary.images} images; fingerprints in {summary.output_dir / 'detected_fingerprints.txt'}")
     if summary.mean_bit_accuracy is not None:
         click.echo(
-            f"mean bit accuracy {summary.mean_bit_accuracy:.4f}; pooled p-value {summary.pooled_p_value:.3g} "
-            f"(-log10 {summary.pooled_neg_log10_p:.1f}); detected at FPR {false_positive_rate:g}: "
+            f"mean bit accuracy {summary.mean_bit_accuracy:.4f}; detected at FPR {false_positive_rate:g}: "
             f"{summary.detected}/{summary.images}; per image: {summary.output_dir / 'detection_report.csv'}"
+        )
+        click.echo(
+            f"the set as a whole: consensus p-value {summary.consensus_p_value:.3g} (majority bit right at "
+            f"{summary.consensus_matches} positions); pooled p-value {summary.pooled_p_value:.3g} "
+            f"(-log10 {summary.pooled_neg_log10_p:.1f}; assumes independent images, optimistic when the "
+            "decoder has a bias on them)"
         )

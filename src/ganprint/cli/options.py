@@ -60,6 +60,18 @@ noise_mode = click.option(
 )  # fmt: skip
 
 
+augment = click.option(
+    "--augment", default=None, metavar="SPEC",
+    help="Immunized training: perturbations between the fingerprinted image and the decoder, 'default' "
+    "(noise, blur, jpeg, crop, brightness, contrast, saturation) or a list like 'noise=0.1,jpeg,crop' "
+    "(name=maximum; see docs/robustness.md).",
+)  # fmt: skip
+augment_ramp = click.option(
+    "--augment-ramp", "augment_ramp", type=click.IntRange(min=0), default=1000, show_default=True,
+    help="Training steps over which the perturbation strength grows from 0 to full.",
+)  # fmt: skip
+
+
 def detect_options(f):
     """The options every `... detect` command shares after its model and input options, in this order:
     --expected, --fpr, --batch-size, --strict, --overwrite, --device, --json (as_json), --quiet."""

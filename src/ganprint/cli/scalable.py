@@ -51,7 +51,7 @@ def _load(network: str, device: str):
 _FIXED_ON_RESUME = (
     "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr", "consistency_weight",
     "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval", "ema_kimg", "ema_rampup", "mirror_augment",
-    "seed",
+    "augment", "augment_ramp", "seed",
 )  # fmt: skip
 
 
@@ -75,6 +75,8 @@ _FIXED_ON_RESUME = (
               help="Weight of the bit cross-entropy of F_c(G(z,c)) [default: the preset's: 10 cpu presets, 2 paper].")
 @click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of the decoder F [default: the preset's: 0.01 cpu presets, else --lr].")
+@opt.augment
+@opt.augment_ramp
 @click.option("--metrics-kimg", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="kimg between bit-accuracy evaluations (0: at the end only).")
 @click.option("--metric-images", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -92,6 +94,7 @@ def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
       ganprint scalable train --data celeba_30k.zip --preset paper128 --watermark-size 128 \\
           --res-modulated-range 4-128 --gamma 100
       ganprint scalable train --resume runs/00000-scalable-cpu32-32px-128b --total-kimg 1000
+      ganprint scalable train --data fmnist32.zip --augment default --augment-ramp 2000   # immunized
       torchrun --nproc_per_node 2 "$(which ganprint)" scalable train --data celeba_30k.zip --preset paper128
     """
     from ..scalable.config import parse_res_range

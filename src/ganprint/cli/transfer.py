@@ -70,5 +70,5 @@ def run(as_json, quiet, **kwargs) -> None:
     click.echo(report["verdict"])
     for key, s in report["sets"].items():
         click.echo(f"  {key:<19} {s['images']:>6} images  mean bit accuracy {s['mean_bit_accuracy']:.4f}  "
-                   f"pooled -log10 p {s['pooled_neg_log10_p']:.1f}  detected {s['detected']}/{s['images']}")  # fmt: skip
+                   f"consensus p {s['consensus_p_value']:.3g}  detected {s['detected']}/{s['images']}")  # fmt: skip
     click.echo(f"report: {kwargs['output_dir']}/report.md")

@@ -53,6 +53,11 @@ class DetectSummary:
     mean_bit_accuracy: float | None = None  # against the expected fingerprints
     pooled_p_value: float | None = None  # all matching bits over all images, one binomial test
     pooled_neg_log10_p: float | None = None
+    # majority vote per bit position (does the image set agree with its fingerprints at more than half
+    # of the positions?), binomial over the L positions: valid even when the decoder reads the same
+    # bits on most images of the set (ganprint.transfer explains why the pooled test is not)
+    consensus_matches: int | None = None
+    consensus_p_value: float | None = None
     detected: int = 0  # images whose own p-value passes the false-positive rate
     false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE
     per_image: list[dict] = field(default_factory=list)  # kept only for small sets (<= 1000 images)
@@ -198,6 +203,7 @@ def detect_folder(
     order, names = _ordered(source)
     summary = DetectSummary(0, out, false_positive_rate=false_positive_rate)
     matches_total = bits_total = 0
+    agreeing = torch.zeros(length, dtype=torch.long)  # per bit position: images whose bit matches
     unmatched: list[str] = []
     bar = tqdm(total=len(source), desc="detect", unit="img", disable=not progress, dynamic_ncols=True)
     with atomic_path(out / DETECTED_FILE) as tmp, open(tmp, "w", encoding="utf-8") as lines, atomic_path(
@@ -217,7 +223,9 @@ def detect_folder(
                     if expected is not None:
                         unmatched.append(out_name)
                     continue
-                k = int(((bits > 0.5) == (want > 0.5)).sum())
+                agree = (bits > 0.5) == (want > 0.5)
+                agreeing += agree.long()
+                k = int(agree.sum())
                 matches_total, bits_total = matches_total + k, bits_total + length
                 p = null.p_value(k)
                 hit = k >= threshold
@@ -239,4 +247,6 @@ def detect_folder(
         summary.mean_bit_accuracy = matches_total / bits_total
         summary.pooled_p_value = p_value(matches_total, bits_total)
         summary.pooled_neg_log10_p = neg_log10_p_value(matches_total, bits_total)
+        summary.consensus_matches = int((2 * agreeing > bits_total // length).sum())  # a tie is no match
+        summary.consensus_p_value = p_value(summary.consensus_matches, length)
     return summary

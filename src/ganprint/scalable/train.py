@@ -10,6 +10,11 @@ code c' (fresh fair bits), and minimises (Yu et al., ICLR 2022):
     D:        softplus(D(G(z, c))) + softplus(-D(x))           + lazy R1: every 16 steps
               16 * gamma / 2 * |grad_x D(x)|^2
 
+Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
+(noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
+G learns to put the code where the attacks do not reach; their randomness is drawn from the step's
+generator after everything else (a run without them is unchanged).
+
 G, F and D each have Adam (lr 0.002, betas (0, 0.99), eps 1e-8); D's learning rate and betas are
 rescaled for the lazy R1 (lr * 16/17, betas ** 16/17). An exponential moving average of G (half-life
 `ema_kimg`) is what snapshots, grids and metrics use. G(z, c) and G(z, c') run as one batch and share
@@ -51,6 +56,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import runs
+from ..augment import Augmenter
 from ..io import atomic_write_text
 from ..stylegan import Decoder, Generator
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
@@ -72,6 +78,8 @@ class TrainOptions(TrainingOptions):
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
+    augment: str | None = None  # immunized training: perturbations before F ("default" or a list, ganprint.augment)
+    augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
     metrics_kimg: float = 10.0  # kimg between bit-accuracy evaluations (0: only at the end)
     metric_images: int = 1024  # generated images per bit-accuracy evaluation
 
@@ -109,9 +117,11 @@ def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
 
 
 @torch.no_grad()
-def bit_accuracy(G: Generator, F_: Decoder, count: int, seed: int = 123, batch: int = 128) -> tuple[float, float]:
+def bit_accuracy(G: Generator, F_: Decoder, count: int, seed: int = 123, batch: int = 128,
+                 augmenter: Augmenter | None = None) -> tuple[float, float]:  # fmt: skip
     """Mean bit accuracy of F on `count` images of G with fresh random codes (stored noise): on the
-    float outputs (as the paper) and on the images rounded to 8 bits (as saved PNGs)."""
+    float outputs (as the paper) and on the images rounded to 8 bits (as saved PNGs). With an
+    augmenter, every image is first perturbed at full strength (a check of immunity)."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     hits = hits8 = total = 0
@@ -120,6 +130,8 @@ def bit_accuracy(G: Generator, F_: Decoder, count: int, seed: int = 123, batch: 
         z = torch.randn(n, G.config.z_dim, generator=g).to(device)
         c = torch.randint(0, 2, (n, G.config.c_dim), generator=g).float().to(device)
         img = G(z, c)
+        if augmenter is not None:
+            img = from_unit(augmenter.full_strength(to_unit(img), g))
         hits += ((F_(img)[1] > 0).float() == c).sum().item()
         hits8 += ((F_(from_unit(quantize_unit(to_unit(img))))[1] > 0).float() == c).sum().item()
         total += c.numel()
@@ -142,6 +154,7 @@ def train_scalable(
                       should_stop=should_stop, metrics_kimg=o.metrics_kimg,
                       description=f"scalable-{o.preset}-{cfg.resolution}px-{o.fingerprint_size}b",
                       postfix=lambda tick: f"bit acc {tick['train/bit_accuracy']:.3f}")  # fmt: skip
+    augmenter = Augmenter.from_spec(o.augment, o.augment_ramp) if o.augment else None
     B, b, device = run.batch, run.process_batch, run.device
     L = cfg.fingerprint_size
     G, D, G_ema = run.networks()
@@ -169,14 +182,18 @@ def train_scalable(
 
     def evaluate(step: int) -> dict:
         acc, acc8 = bit_accuracy(G_ema, F_, o.metric_images)
-        F_.train()
+        metrics = {"metrics/bit_accuracy": acc, "metrics/bit_accuracy_uint8": acc8}
         line = (f"kimg {step * B / 1000:<8.1f} time {run.seconds() / 60:6.1f} min  bit_accuracy {acc:.4f}  "
                 f"bit_accuracy_uint8 {acc8:.4f}")  # fmt: skip
+        if augmenter is not None:
+            metrics["metrics/bit_accuracy_augmented"] = bit_accuracy(G_ema, F_, o.metric_images, augmenter=augmenter)[0]
+            line += f"  bit_accuracy_augmented {metrics['metrics/bit_accuracy_augmented']:.4f}"
+        F_.train()
         tqdm.write(line)
         path = run_dir / "metric-bit_accuracy.txt"
         old = path.read_text(encoding="utf-8") if path.exists() else ""
         atomic_write_text(path, old + line + "\n")
-        return {"metrics/bit_accuracy": acc, "metrics/bit_accuracy_uint8": acc8}
+        return metrics
 
     gf_params = [*G.parameters(), *F_.parameters()]
     noise_shapes = G.noise_shapes()
@@ -194,7 +211,8 @@ def train_scalable(
         fake, fake2 = fakes[:b], fakes[b:]
         adversarial = F.softplus(-D(fake)).mean()
         consistency = (fake - fake2).square().mean()
-        z_hat, c_logits = F_t(fake)
+        seen = fake if augmenter is None else from_unit(augmenter(to_unit(fake), step, g, batch_size=B, part=run.part))
+        z_hat, c_logits = F_t(seen)
         z_rec = (z_hat - z).square().mean()
         c_rec = F.binary_cross_entropy_with_logits(c_logits, c)
         loss_G = (adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
