@@ -30,9 +30,11 @@ fingerprint B's data, or an early clean GAN, "matches" A with pooled p = 10^-70 
 (docs/transfer.md). The consensus test takes the majority bit of the set at each position and counts
 how many of the L majority bits equal the fingerprint: whatever the decoder's bias on a family of
 images, it was fixed before the secret fingerprint was drawn at random, so under "no transfer" the
-count is Binomial(L, 1/2). It reaches p = 2^-L when every majority bit matches (7.9e-31 for 100 bits). Two controls put the generated images' numbers in context:
-clean real images (the decoder must read chance: the fingerprint comes from the data, not from the
-decoder) and fingerprinted training images (the codec's own ceiling, what a perfect GAN would reach).
+count is Binomial(L, 1/2). It reaches p = 2^-L when every majority bit matches (7.9e-31 for 100 bits).
+
+Two controls put the generated images' numbers in context: clean real images (the decoder must read
+chance: the fingerprint comes from the data, not from the decoder) and fingerprinted training images
+(the codec's own ceiling, what a perfect GAN would reach).
 """
 
 from __future__ import annotations
@@ -204,7 +206,8 @@ def snapshot_curve(run_dir: str | os.PathLike, codec, fingerprint: torch.Tensor,
             z = torch.stack([draw(network, s)[0] for s in range(start, min(start + batch_size, seed + num_images))])
             images = torch.round(network.generate(z) * 255) / 255
             bits.append((codec.decode_logits(images) > 0).float().cpu())
-        kimg = int(snapshot.name.rsplit("-", 1)[-1]) if snapshot.name.rsplit("-", 1)[-1].isdigit() else None
+        suffix = snapshot.name.rsplit("-", 1)[-1]  # network-snapshot-000160: 160 kimg
+        kimg = int(suffix) if suffix.isdigit() else None
         rows.append({"snapshot": snapshot.name, "kimg": kimg, **set_statistics(torch.cat(bits), fingerprint)})
     return rows
 
