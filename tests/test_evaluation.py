@@ -220,7 +220,8 @@ def test_attacks_command_lists_every_attack_and_level(capsys):
     assert {e["name"]: e["levels"] for e in listed} == {a.name: list(a.levels) for a in [*ATTACKS.values(), *MODEL_ATTACKS.values()]}
 
 
-@pytest.mark.parametrize("command", [["evaluate"], ["evaluate", "folder"], ["evaluate", "secrecy"], ["attacks"]])
+@pytest.mark.parametrize("command", [["evaluate"], ["evaluate", "folder"], ["evaluate", "gan"], ["evaluate", "secrecy"],
+                                     ["attacks"]])
 def test_help_has_examples(capsys, command):
     code, out, _ = run(capsys, *command, "--help")
     assert code == 0 and re.search(r"^\s*Examples?:", out, re.MULTILINE) and re.search(r"^\s+ganprint ", out, re.MULTILINE)
@@ -305,6 +306,45 @@ def test_evaluate_scalable_network(capsys, tmp_path):
     rows = json.loads((tmp_path / "rob" / "results.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["none", "noise:0.1", "quantize:8"]
     assert rows[2]["psnr_attack"] < 100  # 8-bit weights change the generated images a little
+
+
+def test_evaluate_gan_trained_on_fingerprinted_data(capsys, tmp_path):
+    """The GAN subject: its samples read by the codec against the training set's one fingerprint,
+    model attacks on its generator; two fingerprints in the training set or another resolution are
+    one-line errors."""
+    from ganprint.codec.importing import load_codec
+    from ganprint.evaluation.subjects import gan_subject
+    from ganprint.fingerprints import bits_to_str
+    from ganprint.gan.network import GanConfig, GanNetwork
+
+    torch.manual_seed(0)
+    tiny = dict(z_dim=8, w_dim=8, g_channels=(8, 8, 8, 8), d_channels=(8, 8, 8, 8), mapping_layers=1)
+    GanNetwork(GanConfig(resolution=32, **tiny)).save_pretrained(tmp_path / "gan")
+    fp = (torch.rand(100, generator=torch.Generator().manual_seed(3)) > 0.5).float()
+    (tmp_path / "embedded_fingerprints.txt").write_text("".join(f"a{i}.png {bits_to_str(fp)}\n" for i in range(3)))
+    code, _, err = run(capsys, "evaluate", "gan", tmp_path / "gan", "--fingerprint", tmp_path, "--images", 8,
+                       "--attacks", "quantize:16,weight_noise:0.2", "--output_dir", tmp_path / "rob", "-q")  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((tmp_path / "rob" / "results.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["none", "quantize:16", "weight_noise:0.2"]
+    # the unattacked row is the codec's reading of the GAN's images against the file's fingerprint
+    subject = gan_subject(str(tmp_path / "gan"), str(tmp_path), count=8)
+    sample = subject.sample()
+    bits = (load_codec("codec-32").decode_logits(sample.images) > 0).float()
+    assert rows[0]["bit_accuracy"] == pytest.approx(float((bits == fp).float().mean()), abs=1e-6)
+    assert torch.equal(sample.expected, fp.expand(8, -1)) and subject.attack_target() is subject.model
+    assert rows[1]["psnr_attack"] > 40 > rows[2]["psnr_attack"]  # 16-bit weights barely change the images
+
+    other = (1 - fp)
+    (tmp_path / "embedded_fingerprints.txt").write_text(f"a.png {bits_to_str(fp)}\nb.png {bits_to_str(other)}\n")
+    code, _, err = run(capsys, "evaluate", "gan", tmp_path / "gan", "--fingerprint", tmp_path,
+                       "--output_dir", tmp_path / "rob2")  # fmt: skip
+    assert code == 1 and "2 different fingerprints" in err and len(err.strip().splitlines()) == 1
+    GanNetwork(GanConfig(resolution=16, **dict(tiny, g_channels=(8, 8, 8), d_channels=(8, 8, 8)))).save_pretrained(
+        tmp_path / "gan16")
+    code, _, err = run(capsys, "evaluate", "gan", tmp_path / "gan16", "--fingerprint", bits_to_str(fp),
+                       "--output_dir", tmp_path / "rob3")  # fmt: skip
+    assert code == 1 and "makes 16 px images" in err
 
 
 # -------------------------------------------------------------------------------------- immunized

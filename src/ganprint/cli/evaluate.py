@@ -107,6 +107,7 @@ def evaluate(ctx, codecs, scalables, data, split, count, output_dir, attack_spec
           --data photos/ --output_dir rob/ --attacks jpeg,noise,blur:1,crop:0.9,brightness:0.7,brightness:1.3
       ganprint evaluate --scalable runs/00002-scalable-cpu32 --output_dir rob-scalable/ --attacks noise,quantize:8
       ganprint evaluate folder gan_out/ --expected marked/embedded_fingerprints.txt --output_dir rob-gan/
+      ganprint evaluate gan runs/00000-gan-cpu32-32px --fingerprint marked/ --output_dir rob-gan-model/
       ganprint evaluate secrecy --codec codec-32 --data photos/ --output_dir secrecy/
     """
     if ctx.invoked_subcommand is not None:
@@ -116,7 +117,7 @@ def evaluate(ctx, codecs, scalables, data, split, count, output_dir, attack_spec
             raise click.UsageError(f"{given[0]} goes after the sub-command `{ctx.invoked_subcommand}`")
         return
     if not codecs and not scalables:
-        raise click.UsageError("give --codec or --scalable (repeatable), or a sub-command: folder, secrecy")
+        raise click.UsageError("give --codec or --scalable (repeatable), or a sub-command: folder, gan, secrecy")
     if output_dir is None:
         raise click.UsageError("Missing option '--output_dir'.")
     from ..evaluation.grid import run_grid
@@ -134,6 +135,39 @@ def evaluate(ctx, codecs, scalables, data, split, count, output_dir, attack_spec
         for spec in scalables
     ]  # fmt: skip
     result = run_grid(subjects, levels, false_positive_rate, seed, examples, progress=not quiet)
+    _finish(result, output_dir, overwrite)
+
+
+@evaluate.command()
+@click.argument("network", metavar="RUN|MODEL")
+@click.option("--fingerprint", "expected", required=True, metavar="FILE|BITS|HEX",
+              help="The training set's fingerprint: its embedded_fingerprints.txt (or that folder), bits or hex.")
+@click.option("--codec", "decoder", default=None, metavar="NAME|PATH",
+              help="Codec that fingerprinted the training set and reads the images [default: the shipped codec].")
+@click.option("--output-dir", "--output_dir", "output_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for the report files.")
+@click.option("--images", "count", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Generated images (fixed latents) per attack level.")
+@_common
+def gan(network, expected, decoder, output_dir, count, attack_specs, false_positive_rate, examples, batch_size, seed,
+        overwrite, device, quiet) -> None:  # fmt: skip
+    """Robustness of a GAN trained on fingerprinted data (`ganprint gan train`): image attacks on its
+    samples and model attacks on its generator (weight noise, quantization, pruning), read by the
+    codec that fingerprinted the training set.
+
+    \b
+    Examples:
+      ganprint evaluate gan runs/00000-gan-cpu32-32px --fingerprint marked/embedded_fingerprints.txt \\
+          --output_dir rob-gan/ --attacks weight_noise,quantize,prune,jpeg:75,noise:0.05
+    """
+    from ..evaluation.grid import run_grid
+    from ..evaluation.report import check_output_dir
+    from ..evaluation.subjects import gan_subject
+
+    check_output_dir(output_dir, overwrite)
+    levels = _attack_levels(attack_specs, allow_model=True)
+    subject = gan_subject(network, expected, decoder, count, seed, device, min(batch_size, 64))
+    result = run_grid([subject], levels, false_positive_rate, seed, examples, progress=not quiet)
     _finish(result, output_dir, overwrite)
 
 

@@ -11,10 +11,10 @@ Subjects:
   clean images and no model.
 - `GeneratorSubject`: any generator with a decoder: `generate(model)` returns (images, expected bits)
   for a fixed set of latents, so a model-attacked copy is compared image by image with the original.
-  `scalable_subject` builds one from a scalable-fingerprinting network (ganprint.scalable). A GAN
-  trained on fingerprinted data plugs in the same way: `generate` samples the GAN with fixed latents
-  and returns its images with the training-set fingerprint, the codec's decoder reads them, and
-  `finetune_loss` (optional) is the GAN's loss on clean images. See docs/robustness.md.
+  `scalable_subject` builds one from a scalable-fingerprinting network (ganprint.scalable);
+  `gan_subject` from a GAN trained on fingerprinted data (ganprint.gan): it samples the GAN with fixed
+  latents, expects the training set's one fingerprint, and reads it with the codec that embedded it.
+  See docs/robustness.md.
 """
 
 from __future__ import annotations
@@ -326,4 +326,58 @@ def scalable_subject(spec: str, count: int = 256, seed: int = 0, decoder_spec: s
                                lambda images: reader.decode_logits(images, batch_size), c.fingerprint_size,
                                info=info)  # fmt: skip
     subject.null = calibrated_null(scalable_decoder(spec if net.F is not None else decoder_spec, device))
+    return subject
+
+
+def _one_fingerprint(expected: str, length: int) -> torch.Tensor:
+    """The single fingerprint of a GAN's training set: bits/hex, or an embedded_fingerprints.txt (or
+    its folder) in which every image has the same one."""
+    path = Path(expected)
+    if path.is_dir():
+        path = path / "embedded_fingerprints.txt"
+    if not path.is_file():
+        return parse_fingerprint(expected, length)
+    distinct = {tuple(int(b) for b in bits.tolist()) for bits in read_fingerprint_file(path).values()}
+    if len(distinct) != 1:
+        raise GanprintError(f"{path}: the images carry {len(distinct)} different fingerprints; a GAN's training "
+                            "set fingerprinted for transfer carries one (codec embed --identical_fingerprints)")  # fmt: skip
+    bits = torch.tensor(distinct.pop(), dtype=torch.float32)
+    if bits.numel() != length:
+        raise GanprintError(f"{path}: fingerprints have {bits.numel()} bits; the decoder reads {length}")
+    return bits
+
+
+def gan_subject(spec: str, expected: str, decoder_spec: str | None = None, count: int = 256, seed: int = 0,
+                device: str = "cpu", batch_size: int = 64, name: str | None = None) -> GeneratorSubject:  # fmt: skip
+    """A GAN trained on data fingerprinted with one fingerprint (ganprint.gan; a run or model folder):
+    fixed latents from `seed`, every image expected to carry `expected` (bits, hex, or the training
+    set's embedded_fingerprints.txt), read by the codec that fingerprinted the data (default: the
+    shipped codec). Model attacks perturb the generator."""
+    from ..codec.importing import load_codec
+    from ..decoders import describe_codec
+    from ..gan.network import GanNetwork
+    from ..pretrained import DEFAULT_CODEC
+
+    decoder_spec = decoder_spec or DEFAULT_CODEC
+    codec = load_codec(decoder_spec, device=device)
+    net = GanNetwork.from_pretrained(spec, device=device)
+    if net.config.resolution != codec.config.resolution:
+        raise GanprintError(f"{spec}: makes {net.config.resolution} px images; the codec {decoder_spec} reads "
+                            f"{codec.config.resolution} px")  # fmt: skip
+    length = codec.config.fingerprint_length
+    fingerprint = _one_fingerprint(expected, length)
+    z = torch.randn(count, net.config.z_dim, generator=torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def generate(G: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        G.eval()
+        dev = next(G.parameters()).device
+        out = [((G(z[s : s + batch_size].to(dev), None, noise_mode="const") + 1) / 2).clamp(0, 1).cpu()
+               for s in range(0, count, batch_size)]  # fmt: skip
+        return torch.cat(out), fingerprint.expand(count, -1)
+
+    info = {"resolution": net.config.resolution, "images": count, "decoder": str(decoder_spec)}
+    subject = GeneratorSubject(name or subject_name(spec), net.G, generate,
+                               lambda images: codec.decode_logits(images, batch_size), length, info=info)  # fmt: skip
+    subject.null = calibrated_null(describe_codec(decoder_spec, codec))
     return subject
