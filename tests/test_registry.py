@@ -161,30 +161,31 @@ def test_issue_fails_clearly_when_no_fingerprint_is_far_enough(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- concurrency
-def _writer(path: str, worker: int, count: int) -> None:
+def _writer(location: str, worker: int, count: int, error_dir: str) -> None:
     try:
-        with Registry(path, create=True, timeout=60) as reg:
+        with Registry(location, create=True, timeout=60) as reg:
             for i in range(count):
                 reg.add(f"w{worker}-{i}", bit_string(random.Random(worker * 1000 + i), 64))
                 reg.issue(f"w{worker}-issued-{i}", 24, min_distance=6)
     except Exception as e:  # the parent shows why a worker failed, not just its exit code
-        Path(f"{path}.error-{worker}").write_text(f"{type(e).__name__}: {e}")
+        (Path(error_dir) / f"error-{worker}.txt").write_text(f"{type(e).__name__}: {e}")
         raise
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    path = str(tmp_path / "shared.db")  # not created yet: the writers race to create it too
+def check_concurrent_writers_lose_nothing(location: str, error_dir: Path) -> None:
+    """Four processes add and issue into one registry (that does not exist yet): nothing is lost and
+    the issued fingerprints keep their minimum distance."""
     # spawn, not fork: a child forked from a process with running threads (torch's) can hang on a lock
     # that one of those threads held at the fork
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_writer, args=(path, w, 8)) for w in range(4)]
+    workers = [ctx.Process(target=_writer, args=(location, w, 8, str(error_dir))) for w in range(4)]
     for p in workers:
         p.start()
     for p in workers:
         p.join(180)
-    errors = [f.read_text() for f in sorted(tmp_path.glob("shared.db.error-*"))]
+    errors = [f.read_text() for f in sorted(error_dir.glob("error-*.txt"))]
     assert [p.exitcode for p in workers] == [0, 0, 0, 0], errors
-    with Registry(path) as reg:
+    with Registry(location) as reg:
         entries = reg.entries()
         models = {e.model for e in entries}
         assert models == {f"w{w}-{i}" for w in range(4) for i in range(8)} | {
@@ -194,7 +195,35 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert len(issued) == 32
     # the distance guarantee holds across processes: issuing is serialized
     assert min(hamming(a, b) for a, b in itertools.combinations(issued, 2)) >= 6
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "shared.db"  # not created yet: the writers race to create it too
+    check_concurrent_writers_lose_nothing(str(path), tmp_path)
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+POSTGRES_URL = os.environ.get("GANPRINT_TEST_POSTGRES_URL")  # e.g. postgresql+psycopg://user@host:port/db
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="set GANPRINT_TEST_POSTGRES_URL to an empty scratch database")
+def test_postgresql_registry(tmp_path):
+    """The same registry on PostgreSQL: its tables are dropped first, so give a scratch database."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS fingerprints, ganprint_registry CASCADE"))
+    engine.dispose()
+    check_concurrent_writers_lose_nothing(POSTGRES_URL, tmp_path)
+    with Registry(POSTGRES_URL) as reg:
+        before = reg.count()
+        with pytest.raises(GanprintError, match="already registered|duplicate|rejected"):
+            reg.add("w0-0", "1" * 64)  # a name taken above
+        assert reg.count() == before
+        with pytest.raises(GanprintError, match="no 6-bit fingerprint at distance >= 6"):
+            reg.issue(["pg-a", "pg-b", "pg-c"], 6, min_distance=6, seed=0)
+        assert reg.count() == before  # all or nothing
 
 
 def test_locked_database_gives_a_clear_error_and_readers_still_read(tmp_path):

@@ -89,6 +89,7 @@ info_table = Table(
     Column("value", String(255), nullable=False),
 )
 _FIELDS = ("model", "fingerprint", "length", "method", "owner", "created", "notes")
+_CREATE_LOCK_KEY = 0x67616E7072  # PostgreSQL advisory lock held while creating the tables ("ganpr")
 
 
 def default_min_distance(length: int) -> int:
@@ -273,6 +274,10 @@ class Registry:
             if not create:
                 raise GanprintError(f"{self.where}: an empty database, not a ganprint registry")
             with self._write() as conn:
+                if conn.dialect.name == "postgresql":
+                    # SQLite's BEGIN IMMEDIATE serializes creators; PostgreSQL needs a lock of its own,
+                    # or two processes creating the tables at once collide in its catalogue
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK_KEY})")
                 if self._state(conn) == "empty":  # another process may have created it meanwhile
                     metadata.create_all(conn)
                     conn.execute(info_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
