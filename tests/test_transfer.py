@@ -61,7 +61,7 @@ def smoke(data, tmp_path_factory):
 def test_pipeline_smoke_end_to_end(smoke):
     out, report, seconds = smoke
     assert seconds < 60
-    for name in ("fingerprint.txt", "report.json", "report.md", "transfer.png",
+    for name in ("fingerprint.txt", "report.json", "report.md", "transfer.png", "curve.png",
                  "fingerprinted/embedded_fingerprints.txt", "generated/generated_images.csv",
                  "detection/detected_fingerprints.txt", "detection/detection_report.csv"):  # fmt: skip
         assert (out / name).is_file(), name
@@ -70,6 +70,9 @@ def test_pipeline_smoke_end_to_end(smoke):
     (run,) = (out / "gan").iterdir()
     assert (run / "checkpoint.pt").is_file() and report["gan_run"] == str(run)
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+    snapshots = sorted(run.glob("network-snapshot-*"))
+    assert [r["kimg"] for r in report["curve"]] == [int(p.name[-6:]) for p in snapshots] and "Bit accuracy along" in (
+        out / "report.md").read_text()
     assert (out / "fingerprint.txt").read_text().split()[0] == FINGERPRINT.lower()
     # every training image got the one fingerprint
     lines = (out / "fingerprinted" / "embedded_fingerprints.txt").read_text().splitlines()

@@ -17,6 +17,7 @@ Files in the output folder:
     generated/                      N generated PNGs + generated_images.csv
     detection/                      detected_fingerprints.txt, detection_report.csv (per image)
     transfer.png                    rows: real, fingerprinted, amplified difference, generated
+    curve.png                       bit accuracy of every GAN snapshot (when the fingerprint appeared)
     report.json, report.md          the statistics below and the verdict
 
 Statistics of an image set against the fingerprint: mean bit accuracy; the consensus p-value (the
@@ -62,6 +63,7 @@ from .visualize import amplified_residual
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 PICTURE = "transfer.png"
+CURVE = "curve.png"
 
 
 @dataclass
@@ -258,7 +260,7 @@ def run_transfer(options: TransferOptions) -> dict:
     embed_folder(codec, o.data, out / "fingerprinted", fingerprint=fingerprint, batch_size=o.batch_size,
                  overwrite=o.overwrite, progress=o.progress)  # fmt: skip
     # 2. train the GAN on it
-    gan_options = {"snapshot_kimg": max(o.kimg / 4, 1.0), **(o.gan or {})}
+    gan_options = {"snapshot_kimg": max(o.kimg / 8, 1.0), **(o.gan or {})}
     run_dir = train_gan(GanTrainOptions(
         data=str(out / "fingerprinted" / IMAGES_DIR), output_dir=str(out / "gan"), preset=o.preset,
         total_kimg=o.kimg, seed=o.seed, device=o.device, progress=o.progress, **gan_options,
@@ -277,10 +279,13 @@ def run_transfer(options: TransferOptions) -> dict:
     sets = {"generated": set_statistics(bits, fingerprint, o.false_positive_rate)}
     sets.update(control_statistics(codec, o.data, fingerprint, o.control_images, o.false_positive_rate))
     save_picture(codec, o.data, fingerprint, out / "generated", out / PICTURE)
+    curve = snapshot_curve(run_dir, codec, fingerprint, min(o.num_images, 500), o.seed, o.batch_size, progress=False)
+    plot_curves({"generated vs the fingerprint": curve}, out / CURVE, title=f"GAN {run_dir.name}, codec {o.codec}")
     report = {
         "options": dataclasses.asdict(o), "fingerprint_hex": bits_to_hex(fingerprint), "codec": str(o.codec),
         "gan_run": str(run_dir), "sets": sets, "verdict": verdict(sets["generated"], sets["clean_real"]),
-        "picture": PICTURE,
+        "picture": PICTURE, "curve_picture": CURVE,
+        "curve": [{"kimg": r["kimg"], "mean_bit_accuracy": r["mean_bit_accuracy"]} for r in curve],
     }  # fmt: skip
     atomic_write_json(out / REPORT_JSON, report)
     atomic_write_text(out / REPORT_MD, report_markdown(report))
@@ -305,5 +310,9 @@ def report_markdown(report: dict) -> str:
                      f"{s['consensus_matches']}/{s['bits_per_image']} | {s['consensus_p_value']:.3g} | {pooled_text} | "
                      f"{s['median_p_value']:.3g} | {s['detected']}/{s['images']} |")  # fmt: skip
     lines += ["", f"![real, fingerprinted, amplified difference, generated]({report['picture']})", ""]
+    if report.get("curve"):
+        points = ", ".join(f"{r['kimg']}: {r['mean_bit_accuracy']:.3f}" for r in report["curve"])
+        lines += [f"Bit accuracy along training (kimg: accuracy): {points}", "",
+                  f"![bit accuracy of every snapshot]({report['curve_picture']})", ""]  # fmt: skip
     return "\n".join(lines)
 
