@@ -81,6 +81,28 @@ def test_demo(tmp_path):
     assert (tmp_path / "demo.png").is_file() and len(list((tmp_path / "fingerprinted_images").glob("*.png"))) == 16
 
 
+# ----------------------------------------------------------------------------- shipped codec-32-immunized
+def test_immunized_codec_round_trip_and_beats_the_plain_codec_under_jpeg_and_crops():
+    from ganprint.attacks import ATTACKS
+
+    assert "codec-32-immunized" in shipped_models()
+    clean = held_out_images(32)
+    bits = ganprint.random_fingerprints(len(clean), 100, torch.Generator().manual_seed(4))
+    accuracy = {}
+    for name in ("codec-32", "codec-32-immunized"):
+        codec = ganprint.load_codec(name)
+        marked = torch.round(codec.embed(clean, bits) * 255) / 255  # as a PNG holds it
+        if name == "codec-32-immunized":
+            assert codec.detect(marked, expected=bits).bit_accuracy.mean() >= 0.99
+            assert 10 * torch.log10(1 / (marked - clean).pow(2).mean()) >= 32
+            assert not any(codec.detect(clean, expected=bits).detected)
+        for attack, value in (("jpeg", 75), ("crop", 0.9)):
+            attacked = ATTACKS[attack](marked, value)
+            accuracy[name, attack] = codec.detect(attacked, expected=bits).bit_accuracy.mean().item()
+    for attack in ("jpeg", "crop"):  # measured on 1,064 held-out images: 0.52 -> 0.76 and 0.54 -> 0.90
+        assert accuracy["codec-32-immunized", attack] > accuracy["codec-32", attack] + 0.15, accuracy
+
+
 # ----------------------------------------------------------------------------- shipped scalable-32
 
 

@@ -29,3 +29,5 @@ rm -rf src/ganprint/assets/models/codec-32-immunized
 mkdir -p src/ganprint/assets/models
 cp -r "$run/final" src/ganprint/assets/models/codec-32-immunized
 echo "shipped $run/final as codec-32-immunized"
+# Calibrate on the clean training images (per-bit bias -> calibrated threshold), as codec-32.
+ganprint calibrate --model src/ganprint/assets/models/codec-32-immunized --data_dir "$work/train.zip" -q --overwrite
