@@ -8,21 +8,21 @@ which the codec's decoder reads. Measured, with the issue's targets:
 - GAN-A against A: mean bit accuracy >= 0.98 and p-value < 1e-20;
 - GAN-clean against A: at chance, p-value > 0.01 (the fingerprint comes from the data, not from the
   decoder);
-The p-value is the consensus test of ganprint.transfer (majority bit per position against the
-fingerprint; the pooled test over all bits of all images is reported too, but a decoder's bias on a
-family of images makes it wildly optimistic);
 - attribution A vs B: every image of GAN-A matches A in more bits than B, and vice versa;
 - fidelity: Frechet distance under the project's stand-in feature network (docs/fid.md) of each
   GAN's images against the clean real images; GAN-A's within 10% of GAN-clean's.
-Controls: clean real images against A (the decoder's chance level for this fingerprint) and real
-images fingerprinted with A (the codec's ceiling).
+The p-values are the consensus test of ganprint.transfer (the majority bit at each position against
+the fingerprint); the pooled test over all bits of all images is reported too, but a decoder's bias
+on one GAN's images makes it wildly optimistic. Controls: clean real images against A (the decoder's
+chance level for this fingerprint) and real images fingerprinted with A (the codec's ceiling).
+curve.png: bit accuracy against A of every snapshot of the three GANs.
 
 Every step reuses its output when it is already in --output-dir (a stopped run continues, and a
 larger --kimg continues the finished GANs exactly where they ended; pass --overwrite to start again).
-Default budget, 160 kimg per GAN: about 80 minutes on this 2-core machine (3 x 160 kimg at ~115
-images/s on one thread, embedding 2 x 60,000 images, generating and reading 3 x 10,000 images). The
-fingerprint appears in GAN-A's images between 70 and 140 kimg (docs/transfer.md); curve.png shows it. --smoke: a
-tiny version (256 training images, a tiny GAN, 64 generated images) that runs in about a minute.
+Default budget, 160 kimg per GAN: about 80 minutes on one CPU thread (3 x 160 kimg at ~115 images/s,
+embedding 2 x 60,000 images, generating and reading 3 x 10,000 images); the fingerprint appears in
+GAN-A's images between 70 and 140 kimg (docs/transfer.md). --smoke: a tiny version (256 training
+images, a tiny GAN, 64 generated images) that runs in about a minute.
 
 Usage:
   python benchmarks/bench_transfer.py --output-dir bench-transfer/ [--kimg 160] [--minutes 25]
@@ -75,6 +75,10 @@ def subset_folder(spec: str, count: int, folder: Path) -> str:
     return str(folder)
 
 
+def latest_snapshot(run: Path) -> Path:
+    return sorted(run.glob("network-snapshot-*"))[-1]
+
+
 def embed(codec, data: str, fingerprint: torch.Tensor, out: Path) -> str:
     if not (out / EMBEDDED_FILE).is_file():
         log(f"fingerprinting {data} with {bits_to_hex(fingerprint)} -> {out}")
@@ -104,8 +108,7 @@ def train(name: str, data: str, out: Path, args) -> Path:
         run = train_gan(options, should_stop=stop)
     lines = (run / "stats.jsonl").read_text().splitlines()
     seconds = json.loads(lines[-1]).get("time/seconds", 0.0) if lines else 0.0
-    snapshot = sorted(run.glob("network-snapshot-*"))[-1]  # the kimg the run reached, exactly
-    kimg = json.loads((snapshot / "config.json").read_text())["training"]["kimg"]
+    kimg = json.loads((latest_snapshot(run) / "config.json").read_text())["training"]["kimg"]  # exactly
     atomic_write_json(done, {"run": str(run), "kimg": kimg, "minutes": seconds / 60})
     return run
 
@@ -113,7 +116,7 @@ def train(name: str, data: str, out: Path, args) -> Path:
 def generate_and_read(codec, run: Path, out: Path, expected: torch.Tensor, args) -> torch.Tensor:
     """Generate the images (PNG) and decode them; returns the decoded bits (N, L) in name order."""
     images, detection = out / "images", out / "detection"
-    made_by = {"run": str(run), "snapshot": sorted(p.name for p in run.glob("network-snapshot-*"))[-1]}
+    made_by = {"run": str(run), "snapshot": latest_snapshot(run).name}
     recorded = json.loads((out / "made_by.json").read_text()) if (out / "made_by.json").is_file() else None
     if out.exists() and recorded != made_by:
         shutil.rmtree(out)  # images of an earlier, shorter training of this GAN, or an interrupted generation
@@ -137,8 +140,7 @@ def attribution(bits: torch.Tensor, own: torch.Tensor, other: torch.Tensor) -> d
 
 def curve(codec, run: Path, out: Path, fingerprint: torch.Tensor, n: int) -> list[dict]:
     """snapshot_curve of a GAN run, kept in out/curve.json until the run has a newer snapshot."""
-    key = {"snapshot": sorted(p.name for p in run.glob("network-snapshot-*"))[-1], "images": n,
-           "fingerprint": bits_to_hex(fingerprint)}  # fmt: skip
+    key = {"snapshot": latest_snapshot(run).name, "images": n, "fingerprint": bits_to_hex(fingerprint)}
     path = out / "curve.json"
     if path.is_file() and json.loads(path.read_text())["key"] == key:
         return json.loads(path.read_text())["rows"]
