@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..codec.folders import EMBEDDED_FILE
 from ..data import iterate_batches, open_source, split_indices, unique_output_names
 from ..errors import GanprintError
 from ..fingerprints import parse_fingerprint, read_fingerprint_file
@@ -266,7 +267,7 @@ def folder_subject(folder: str, expected: str, decoder_spec: str | None = None, 
     out_names = dict(zip(source.names, unique_output_names(source.names)))
     path = Path(expected)
     if path.is_dir():
-        path = path / "embedded_fingerprints.txt"
+        path = path / EMBEDDED_FILE
     if path.is_file():
         table = read_fingerprint_file(path)
         first = next(iter(table.values()))
@@ -334,7 +335,7 @@ def _one_fingerprint(expected: str, length: int) -> torch.Tensor:
     its folder) in which every image has the same one."""
     path = Path(expected)
     if path.is_dir():
-        path = path / "embedded_fingerprints.txt"
+        path = path / EMBEDDED_FILE
     if not path.is_file():
         return parse_fingerprint(expected, length)
     distinct = {tuple(int(b) for b in bits.tolist()) for bits in read_fingerprint_file(path).values()}
