@@ -17,7 +17,7 @@ from ganprint.errors import GanprintError
 from ganprint.fingerprints import bits_to_hex, bits_to_str, read_fingerprint_file
 from ganprint.scalable.config import ScalableConfig
 from ganprint.scalable.generate import draw, generate_images, parse_seeds
-from ganprint.scalable.network import ScalableNetwork, from_unit, quantize_unit
+from ganprint.scalable.network import ScalableNetwork, from_unit, quantize_straight_through, quantize_unit
 from ganprint.scalable.train import TrainOptions, load_run_options, train_scalable
 
 TINY_NET = dict(resolution=16, fingerprint_size=16, z_dim=8, w_dim=16, g_channels=[16, 16, 8],
@@ -85,6 +85,36 @@ def test_immunized_run_resumes_exactly_and_reports_augmented_accuracy(blobs, tmp
     plain = checkpoint_tensors(train_scalable(options(blobs, tmp_path / "plain")))[0]
     immunized = checkpoint_tensors(run)[0]
     assert any(not torch.equal(plain[k], immunized[k]) for k in plain if k.startswith("F."))
+
+
+def test_decoding_both_codes_through_8_bits_resumes_exactly_and_changes_training(blobs, tmp_path):
+    check_resume_reproduces_an_uninterrupted_run(
+        train_scalable, load_run_options,
+        lambda out: options(blobs, out, decode_both=True, decode_uint8=True, network={**TINY_NET, "carrier_std": 1.0}),
+        tmp_path)  # fmt: skip
+    run = next((tmp_path / "a").iterdir())
+    saved = json.loads((run / "options.json").read_text())
+    assert saved["decode_both"] is True and saved["decode_uint8"] is True and saved["network"]["carrier_std"] == 1.0
+    # each option reaches F: the same seed without it trains other decoder weights
+    def decoder(name, both, uint8):
+        run = train_scalable(options(blobs, tmp_path / name, decode_both=both, decode_uint8=uint8))
+        return {k: v for k, v in checkpoint_tensors(run)[0].items() if k.startswith("F.")}
+
+    plain = decoder("plain", False, False)
+    for name, both, uint8 in (("both", True, False), ("uint8", False, True)):
+        other = decoder(name, both, uint8)
+        assert any(not torch.equal(plain[k], other[k]) for k in plain), name
+
+
+def test_runs_from_before_the_decoding_options_resume_as_they_were(blobs, tmp_path):
+    run = train_scalable(options(blobs, tmp_path, decode_both=True, decode_uint8=True))
+    saved = json.loads((run / "options.json").read_text())
+    for key in ("decode_both", "decode_uint8"):
+        del saved[key]
+    del saved["network"]["carrier_std"]
+    (run / "options.json").write_text(json.dumps(saved))
+    loaded = load_run_options(run).resolved()
+    assert loaded.decode_both is False and loaded.decode_uint8 is False and loaded.network["carrier_std"] == 0.0
 
 
 def test_bad_augment_spec_is_a_one_line_error(blobs, tmp_path, capsys):
@@ -237,6 +267,40 @@ def test_export_equals_conditioned_generator_through_files(tiny_net, tmp_path):
         exported.decode_logits(torch.zeros(1, 3, 16, 16))
 
 
+def test_tune_decoder_trains_f_alone_and_keeps_the_generator(tiny_net, tmp_path, capsys):
+    source, tuned_dir = tmp_path / "net", tmp_path / "tuned"
+    tiny_net.save_pretrained(source, extra={"training": {"kimg": 1.0}})
+    assert run_cli(["scalable", "tune-decoder", "--network", str(source), "--output", str(tuned_dir), "--kimg", "8",
+                    "--lr", "0.01", "--batch", "64", "-q"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip()
+    config = json.loads((tuned_dir / "config.json").read_text())
+    record = config["decoder_tuning"]
+    assert config["training"] == {"kimg": 1.0} and record["steps"] == 125 and record["lr"] == 0.01
+    # the random network's G carries its 16 bits; F alone learns to read them from 8-bit images
+    # (1,024 images x 16 bits: chance is 0.5 +- 0.004; measured 0.49 -> 0.63)
+    assert record["bit_accuracy_uint8_before"] < 0.52 and record["bit_accuracy_uint8_after"] > 0.58, record
+    assert f"{record['bit_accuracy_uint8_after']:.4f}" in line
+    tuned = ScalableNetwork.from_pretrained(tuned_dir)
+    for k, v in tiny_net.G.state_dict().items():
+        assert torch.equal(v, tuned.G.state_dict()[k]), k
+    assert any(not torch.equal(v, tuned.F.state_dict()[k]) for k, v in tiny_net.F.state_dict().items())
+    # reproducible; refuses to overwrite; an exported model has no decoder to tune
+    assert run_cli(["scalable", "tune-decoder", "--network", str(source), "--output", str(tuned_dir), "--kimg", "8",
+                    "--lr", "0.01", "--batch", "64", "-q"]) == 1  # fmt: skip
+    assert "already holds a model" in capsys.readouterr().err
+    assert run_cli(["scalable", "tune-decoder", "--network", str(source), "--output", str(tmp_path / "again"),
+                    "--kimg", "8", "--lr", "0.01", "--batch", "64", "-q"]) == 0  # fmt: skip
+    again = ScalableNetwork.from_pretrained(tmp_path / "again")
+    assert all(torch.equal(v, again.F.state_dict()[k]) for k, v in tuned.F.state_dict().items())
+    assert run_cli(["scalable", "export", "--network", str(source), "--fingerprint", "0" * 16,
+                    "--output", str(tmp_path / "exported")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert run_cli(["scalable", "tune-decoder", "--network", str(tmp_path / "exported"), "--output",
+                    str(tmp_path / "x"), "-q"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "needs a full network" in err and len(err.splitlines()) == 1
+
+
 def test_detect_writes_the_codec_detect_files(tiny_net, tmp_path):
     from ganprint.scalable.detect import detect
 
@@ -255,6 +319,15 @@ def test_detect_writes_the_codec_detect_files(tiny_net, tmp_path):
     assert {"bit_accuracy", "p_value", "neg_log10_p", "detected"} <= report[0].keys()
     # an untrained decoder reads chance: 12 x 16 bits, so well inside 0.5 +- 0.2
     assert abs(summary.mean_bit_accuracy - 0.5) < 0.2 and summary.detected == 0
+
+
+def test_straight_through_quantization_rounds_forward_and_passes_gradients():
+    x = (torch.rand(2, 3, 4, 4) * 2.4 - 1.2).requires_grad_()  # some values outside [-1, 1]
+    y = quantize_straight_through(x)
+    assert torch.equal(y.detach(), from_unit(quantize_unit((x.detach() + 1) / 2)))
+    assert torch.unique(torch.round((y.detach() + 1) / 2 * 255) - (y.detach() + 1) / 2 * 255).abs().max() < 1e-4
+    (y * torch.arange(y.numel()).view_as(y)).sum().backward()
+    assert torch.equal(x.grad, torch.arange(y.numel()).view_as(y).float())
 
 
 def test_random_decoder_reads_chance(tiny_net):

@@ -103,8 +103,9 @@ def test_z_enters_through_a_dense_layer_and_c_through_the_mapping_network():
     assert not torch.allclose(base, g(z, 1 - c))
 
 
-def test_layers_outside_the_modulated_range_do_not_depend_on_c():
-    g = tiny_generator(res_modulated_range=(16, 16))
+@pytest.mark.parametrize("carrier_std", [0.0, 1.0])
+def test_layers_outside_the_modulated_range_do_not_depend_on_c(carrier_std):
+    g = tiny_generator(res_modulated_range=(16, 16), carrier_std=carrier_std)
     for block in g.blocks:
         has_affine = any(layer.affine is not None for layer in [*block.layers(), block.torgb])
         assert has_affine == (block.resolution == 16)
@@ -120,9 +121,10 @@ def test_layers_outside_the_modulated_range_do_not_depend_on_c():
     assert not torch.allclose(seen[16][0][1], seen[16][1][1])
 
 
-def test_fold_equals_the_conditioned_generator():
+@pytest.mark.parametrize("carrier_std", [0.0, 1.0])
+def test_fold_equals_the_conditioned_generator(carrier_std):
     for rng in ((4, 16), (8, 8)):
-        g = tiny_generator(res_modulated_range=rng)
+        g = tiny_generator(res_modulated_range=rng, carrier_std=carrier_std)
         c = torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(3)).float()
         folded = g.fold(c)
         assert folded.mapping is None and not folded.takes_c
@@ -132,6 +134,28 @@ def test_fold_equals_the_conditioned_generator():
             torch.testing.assert_close(folded(z), g(z, c.expand(6, -1)), rtol=0, atol=1e-5)
         with pytest.raises(ValueError, match="no fingerprint input"):
             folded(z, c.expand(6, -1))
+
+
+def test_carriers_give_the_code_a_path_that_does_not_need_z():
+    """With z's 4x4 map, biases and noise silenced, features are zero: without carriers every code
+    gives the same image; with carriers (learned constant maps at each layer's input) it depends on c."""
+    for carrier_std, depends_on_c in ((0.0, False), (1.0, True)):
+        g = tiny_generator(carrier_std=carrier_std)
+        carriers = {k: v.shape for k, v in g.state_dict().items() if "carrier" in k}
+        layers = [layer for block in g.blocks for layer in block.layers()]
+        assert len(carriers) == (len(layers) if carrier_std else 0)
+        if carrier_std:
+            assert carriers["blocks.1.conv0.carrier"] == (1, 16, 4, 4)  # the input of 8x8's upsampling conv
+            assert carriers["blocks.1.conv1.carrier"] == (1, 8, 8, 8)
+        with torch.no_grad():
+            g.z_input.weight.zero_()
+            g.z_input.bias.zero_()
+            for layer in layers:
+                layer.bias.zero_()
+            z = torch.randn(2, 8)
+            a = g(z, torch.zeros(2, 12), noise_mode="none")
+            b = g(z, torch.ones(2, 12), noise_mode="none")
+        assert torch.allclose(a, b) != depends_on_c
 
 
 def test_unconditional_generator_is_plain_stylegan2():

@@ -42,6 +42,12 @@ def quantize_unit(images: torch.Tensor) -> torch.Tensor:
     return torch.round(images.clamp(0, 1) * 255) / 255
 
 
+def quantize_straight_through(images: torch.Tensor) -> torch.Tensor:
+    """Network-range images as a PNG stores them (clamped, 8 bits) in the forward pass, with the
+    gradient of the identity: lets a decoder train on what it will read from files."""
+    return images + (from_unit(quantize_unit(to_unit(images))) - images).detach()
+
+
 class ScalableNetwork(nn.Module):
     """G (and F): `fingerprint` is set for an exported model, whose G has no fingerprint input."""
 

@@ -46,6 +46,7 @@ images with DistributedDataParallel (gloo on CPU, nccl on CUDA); process 0 write
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ from ..stylegan import Decoder, Generator
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
 from ..stylegan.training import ema_beta, step_generator, update_ema
 from .config import ScalableConfig, parse_res_range, preset
-from .network import ScalableNetwork, from_unit, quantize_unit, to_unit
+from .network import ScalableNetwork, from_unit, quantize_straight_through, quantize_unit, to_unit
 
 RUN_KIND = "ganprint.scalable.train"
 
@@ -80,6 +81,8 @@ class TrainOptions(TrainingOptions):
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
     augment: str | None = None  # immunized training: perturbations before F ("default" or a list, ganprint.augment)
     augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
+    decode_both: bool | None = None  # F also reads G(z, c'): twice the code examples per G pass (default: preset's)
+    decode_uint8: bool | None = None  # F reads images rounded to 8 bits, straight-through (default: preset's)
     metrics_kimg: float = 10.0  # kimg between bit-accuracy evaluations (0: only at the end)
     metric_images: int = 1024  # generated images per bit-accuracy evaluation
 
@@ -102,15 +105,27 @@ class TrainOptions(TrainingOptions):
             decoder_lr=self.decoder_lr or t.decoder_lr or self.lr or t.lr,
             c_reconstruction_weight=t.c_reconstruction_weight if self.c_reconstruction_weight is None
             else self.c_reconstruction_weight,
+            decode_both=t.decode_both if self.decode_both is None else self.decode_both,
+            decode_uint8=t.decode_uint8 if self.decode_uint8 is None else self.decode_uint8,
         )  # fmt: skip
 
     def network_config(self) -> ScalableConfig:
         return ScalableConfig(**self.resolved().network)
 
 
+# Options added after runs were made: an options.json without them means what the loop did then.
+_LEGACY = {"decode_both": False, "decode_uint8": False}
+_LEGACY_NETWORK = {"carrier_std": 0.0}
+
+
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
     """The options of an earlier run, for --resume."""
-    return runs.load_run_options(run_dir, RUN_KIND, TrainOptions, "a scalable fingerprinting")
+    o = runs.load_run_options(run_dir, RUN_KIND, TrainOptions, "a scalable fingerprinting")
+    saved = json.loads((Path(run_dir) / "options.json").read_text(encoding="utf-8"))
+    legacy = {k: v for k, v in _LEGACY.items() if k not in saved}
+    if isinstance(o.network, dict):
+        legacy["network"] = {**_LEGACY_NETWORK, **o.network}
+    return dataclasses.replace(o, **legacy)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -211,10 +226,16 @@ def train_scalable(
         fake, fake2 = fakes[:b], fakes[b:]
         adversarial = F.softplus(-D(fake)).mean()
         consistency = (fake - fake2).square().mean()
-        seen = fake if augmenter is None else from_unit(augmenter(to_unit(fake), step, g, batch_size=B, part=run.part))
-        z_hat, c_logits = F_t(seen)
-        z_rec = (z_hat - z).square().mean()
-        c_rec = F.binary_cross_entropy_with_logits(c_logits, c)
+        seen, codes, latents = (fakes, torch.cat([c, c2]), torch.cat([z, z])) if o.decode_both else (fake, c, z)
+        if o.decode_uint8:
+            seen = quantize_straight_through(seen)
+        if augmenter is not None:  # one draw per half, so the halves' perturbations are independent
+            seen = torch.cat([from_unit(augmenter(to_unit(half), step, g, batch_size=B, part=run.part))
+                              for half in seen.split(b)])  # fmt: skip
+        z_hat, codes_logits = F_t(seen)
+        c_logits = codes_logits[:b]
+        z_rec = (z_hat - latents).square().mean()
+        c_rec = F.binary_cross_entropy_with_logits(codes_logits, codes)
         loss_G = (adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
                   + o.c_reconstruction_weight * c_rec)  # fmt: skip
         opt_G.zero_grad(set_to_none=True)

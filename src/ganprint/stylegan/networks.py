@@ -116,6 +116,7 @@ class GeneratorConfig:
     input_constant: float = 0.0  # c_dim > 0: init std of the z layer's bias, a learned 4x4 constant z is added to
     z_input_init: float = 1.0  # c_dim > 0: init scale of the z layer's weights (1: equalised-lr default)
     noise: bool = True  # per-pixel noise inputs
+    carrier_std: float = 0.0  # > 0: every synthesis layer adds a learned constant map (init std) to its input
     img_channels: int = 3
     folded: bool = False  # an exported model: styles baked into weights, no mapping, no c input
 
@@ -259,10 +260,13 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution (optionally upsampling), noise, bias, leaky ReLU."""
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, kind: str, up: bool = False,
-                 noise: bool = True):  # fmt: skip
+                 noise: bool = True, carrier_std: float = 0.0):  # fmt: skip
         super().__init__()
         assert kind in LAYER_KINDS
         self.kind, self.up, self.resolution = kind, up, resolution
+        # A z-independent map the styles can weight: the code gets spatial patterns of its own.
+        in_res = resolution // 2 if up else resolution
+        self.carrier = nn.Parameter(torch.randn(1, in_ch, in_res, in_res) * carrier_std) if carrier_std > 0 else None
         self.fused = False  # True: the grouped-convolution form (benchmarks and tests)
         self.affine = EqualizedLinear(w_dim, in_ch, bias_init=1.0) if kind == "modulated" else None
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 3, 3))
@@ -280,6 +284,8 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor | None, noise_mode: str = "const",
                 noise: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         styles = self.styles(w) if self.affine is not None else None
+        if self.carrier is not None:
+            x = x + self.carrier
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=self.kind != "folded",
                              up=self.up, fused=self.fused)  # fmt: skip
         if self.noise_strength is not None and noise_mode != "none":
@@ -348,10 +354,11 @@ class SynthesisBlock(nn.Module):
         kind, out_ch = cfg.layer_kind(res), cfg.channels_at(res)
         self.resolution = res
         self.conv0 = (
-            SynthesisLayer(cfg.channels_at(res // 2), out_ch, cfg.w_dim, res, kind, up=True, noise=cfg.noise)
+            SynthesisLayer(cfg.channels_at(res // 2), out_ch, cfg.w_dim, res, kind, up=True, noise=cfg.noise,
+                           carrier_std=cfg.carrier_std)
             if res > 4 else None
         )  # fmt: skip
-        self.conv1 = SynthesisLayer(out_ch, out_ch, cfg.w_dim, res, kind, noise=cfg.noise)
+        self.conv1 = SynthesisLayer(out_ch, out_ch, cfg.w_dim, res, kind, noise=cfg.noise, carrier_std=cfg.carrier_std)
         self.torgb = ToRGB(out_ch, cfg.img_channels, cfg.w_dim, kind)
 
     def layers(self) -> list[SynthesisLayer]:
