@@ -24,7 +24,7 @@ def scalable() -> None:
     \b
     Examples:
       ganprint dataset create-fashion-mnist fmnist32.zip --resolution 32
-      ganprint scalable train --data fmnist32.zip --preset cpu32 --total-kimg 600
+      ganprint scalable train --data fmnist32.zip --preset cpu32 --total-kimg 300
       ganprint scalable generate --network runs/00000-scalable-cpu32-32px-128b --seeds 0-63 --output-dir out/
       ganprint scalable detect --network scalable-32 --data-dir out/ --output-dir det/ \\
           --expected out/embedded_fingerprints.txt
@@ -96,7 +96,7 @@ def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
 
     \b
     Examples:
-      ganprint scalable train --data fmnist32.zip --preset cpu32 --total-kimg 600 --seed 0
+      ganprint scalable train --data fmnist32.zip --preset cpu32 --total-kimg 300 --seed 0
       ganprint scalable train --data celeba_30k.zip --preset paper128 --watermark-size 128 \\
           --res-modulated-range 4-128 --gamma 100
       ganprint scalable train --resume runs/00000-scalable-cpu32-32px-128b --total-kimg 1000

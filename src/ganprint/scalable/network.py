@@ -43,9 +43,12 @@ def quantize_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_straight_through(images: torch.Tensor) -> torch.Tensor:
-    """Network-range images as a PNG stores them (clamped, 8 bits) in the forward pass, with the
-    gradient of the identity: lets a decoder train on what it will read from files."""
-    return images + (from_unit(quantize_unit(to_unit(images))) - images).detach()
+    """Network-range images as a PNG stores them (clamped, 8 bits): lets a decoder train on what it
+    will read from files. The rounding passes gradients straight through; the clamp does not (a
+    straight-through clamp lets the generator push pixels ever further out of range, chasing a
+    decoder that only sees the range's edge: it made a training run diverge)."""
+    clamped = images.clamp(-1, 1)
+    return clamped + (from_unit(quantize_unit(to_unit(clamped))) - clamped).detach()
 
 
 class ScalableNetwork(nn.Module):
