@@ -59,7 +59,7 @@ def test_run_folder_contents(blobs, tmp_path):
     assert run.name == "00000-scalable-cpu32-16px-16b"
     grids = ["fakes-arbitrary", "fakes-fingerprints-same", "fakes-latents-same"]
     options_json, net = check_run_folder(run, "ganprint.scalable.train", grids, ScalableNetwork)
-    assert options_json["res_modulated_range"] == "4-16" and options_json["gamma"] == pytest.approx(0.1)
+    assert options_json["res_modulated_range"] == "4-16" and options_json["gamma"] == pytest.approx(1.0)
     assert options_json["c_reconstruction_weight"] == 10.0 and options_json["decoder_lr"] == pytest.approx(0.01)  # cpu preset
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [2, 3, 4, 6]  # ticks every 2 steps, metrics at 3 and 6

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recipe of the shipped scalable fingerprinting network `scalable-32`
 # (src/ganprint/assets/models/scalable-32): Fashion-MNIST at 32x32, 128-bit fingerprints, the cpu32
-# preset (carrier maps, F learning rate 0.01, gamma 0.1, code-loss weight 10, F reading both codes
+# preset (carrier maps, F learning rate 0.01, gamma 1, code-loss weight 10, F reading both codes
 # through 8-bit rounding; the training flags are given explicitly below so that the recipe does not
 # depend on the preset's defaults, except the carrier maps, which only the preset sets), seed 0, then
 # the decoder tuned alone on the final snapshot. Run from the project root where ganprint is
@@ -28,7 +28,7 @@ if [ -n "$run" ] && [ -f "$run/checkpoint.pt" ]; then
     ganprint scalable train --resume "$run" --total-kimg "$total_kimg"
 else
     ganprint scalable train --data "$work/fashion-mnist-32.zip" --output-dir "$work" --preset cpu32 \
-        --watermark-size 128 --decoder-lr 0.01 --gamma 0.1 --c-reconstruction-weight 10 \
+        --watermark-size 128 --decoder-lr 0.01 --gamma 1 --c-reconstruction-weight 10 \
         --decode-both true --decode-uint8 true \
         --total-kimg "$total_kimg" --seed 0 --metrics-kimg 20 --snapshot-kimg 20 --tick-kimg 1
     run=$(ls -d "$work"/0*-scalable-cpu32-32px-128b | tail -n 1)
