@@ -209,8 +209,9 @@ def main() -> None:
         r = from_scratch(args.data, minutes, args.threads, tune_minutes, tune_kimg)
         report["from_scratch"] = r
         verdict = "met" if r["after_tuning_uint8"] >= r["target"] and r["elapsed_minutes"] <= minutes else "not met"
+        kimg = f"{r['kimg_trained']:.0f}" if r["kimg_trained"] is not None else "?"
         print(f"from scratch (cpu32): 8-bit bit accuracy {r['after_training_uint8']:.4f} after {r['train_minutes']:.1f} min "
-              f"of training ({r['kimg_trained']} kimg), {r['after_tuning_uint8']:.4f} after decoder tuning "
+              f"of training ({kimg} kimg), {r['after_tuning_uint8']:.4f} after decoder tuning "
               f"({r['tune_kimg']:g} kimg); {r['elapsed_minutes']:.1f} min in all; target 0.99 within {minutes:g} min: "
               f"{verdict}")  # fmt: skip
     if args.json:

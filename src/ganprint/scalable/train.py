@@ -10,6 +10,11 @@ code c' (fresh fair bits), and minimises (Yu et al., ICLR 2022):
     D:        softplus(D(G(z, c))) + softplus(-D(x))           + lazy R1: every 16 steps
               16 * gamma / 2 * |grad_x D(x)|^2
 
+Beyond the paper (the CPU presets' defaults): with `decode_both` F also reads G(z, c') with its code
+(the consistency term generates it anyway), and with `decode_uint8` F reads the images clamped and
+rounded to 8 bits as PNGs store them (the rounding passes gradients straight through, the clamp does
+not); docs/scalable.md ("Round 3") has the measurements.
+
 Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
 (noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
 G learns to put the code where the attacks do not reach; their randomness is drawn from the step's

@@ -26,6 +26,9 @@ Pieces (Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", 
   the form that is fast on a CPU: scale the activations by s, run ONE convolution shared by the
   batch, scale the outputs by the demodulation coefficients. `modulated_conv2d(..., fused=True)` is
   the grouped-convolution reference (one weight per sample); both compute the same function;
+* carrier maps (`carrier_std` > 0, the CPU presets of scalable fingerprinting): every synthesis
+  layer adds a learned constant map to its input, so the styles also weight z-independent spatial
+  patterns; the code's traces then need not ride on what z made (docs/scalable.md, "Round 3");
 * layers outside `res_modulated_range` are "fixed": the same demodulated convolution with the style
   held at 1, so c (or w) has no path into them; an exported model's layers are "folded": styles and
   demodulation baked into the weights (`Generator.fold`);
