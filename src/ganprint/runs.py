@@ -84,9 +84,11 @@ def write_options(run_dir: Path, options: dict) -> None:
     atomic_write_json(run_dir / "options.json", options)
 
 
-def load_run_options(run_dir: str | os.PathLike, kind: str, options_class, what: str):
+def load_run_options(run_dir: str | os.PathLike, kind: str, options_class, what: str, legacy: dict | None = None):
     """The options (an `options_class`) of an earlier run of `kind` from its options.json, for
-    --resume; `what` names the kind of run in errors, e.g. "an unconditional GAN"."""
+    --resume; `what` names the kind of run in errors, e.g. "an unconditional GAN". `legacy`: values
+    of options added after older runs were made, used where options.json lacks them (a dict value
+    fills the missing keys of a saved dict, e.g. the network config)."""
     path = Path(run_dir) / "options.json"
     if not path.is_file():
         raise GanprintError(f"{run_dir}: not a training run folder (no options.json)")
@@ -96,6 +98,11 @@ def load_run_options(run_dir: str | os.PathLike, kind: str, options_class, what:
         raise GanprintError(f"{path}: unreadable run options ({exc.__class__.__name__})") from None
     if not isinstance(saved, dict) or saved.get("kind") != kind:
         raise GanprintError(f"{run_dir}: not {what} run (options.json of another kind)")
+    for key, value in (legacy or {}).items():
+        if isinstance(value, dict) and isinstance(saved.get(key), dict):
+            saved[key] = {**value, **saved[key]}
+        else:
+            saved.setdefault(key, value)
     names = {f.name for f in dataclasses.fields(options_class)}
     try:
         return options_class(**{k: v for k, v in saved.items() if k in names})

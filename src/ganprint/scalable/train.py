@@ -51,7 +51,6 @@ images with DistributedDataParallel (gloo on CPU, nccl on CUDA); process 0 write
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,18 +118,12 @@ class TrainOptions(TrainingOptions):
 
 
 # Options added after runs were made: an options.json without them means what the loop did then.
-_LEGACY = {"decode_both": False, "decode_uint8": False}
-_LEGACY_NETWORK = {"carrier_std": 0.0}
+_LEGACY = {"decode_both": False, "decode_uint8": False, "network": {"carrier_std": 0.0}}
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
     """The options of an earlier run, for --resume."""
-    o = runs.load_run_options(run_dir, RUN_KIND, TrainOptions, "a scalable fingerprinting")
-    saved = json.loads((Path(run_dir) / "options.json").read_text(encoding="utf-8"))
-    legacy = {k: v for k, v in _LEGACY.items() if k not in saved}
-    if isinstance(o.network, dict):
-        legacy["network"] = {**_LEGACY_NETWORK, **o.network}
-    return dataclasses.replace(o, **legacy)
+    return runs.load_run_options(run_dir, RUN_KIND, TrainOptions, "a scalable fingerprinting", legacy=_LEGACY)
 
 
 # ----------------------------------------------------------------------------- metrics
