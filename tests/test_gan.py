@@ -69,6 +69,21 @@ def test_resume_reproduces_an_uninterrupted_run(data, tmp_path):
     check_resume_reproduces_an_uninterrupted_run(train_gan, load_run_options, lambda out: opts(data, out), tmp_path)
 
 
+def test_carrier_maps_resume_exactly_and_older_runs_resume_without(data, tmp_path):
+    check_resume_reproduces_an_uninterrupted_run(
+        train_gan, load_run_options, lambda out: opts(data, out, network={**TINY, "carrier_std": 1.0}), tmp_path / "c"
+    )
+    run = next((tmp_path / "c" / "a").iterdir())
+    net = GanNetwork.from_pretrained(sorted(run.glob("network-snapshot-*"))[-1])
+    carriers = [m.carrier for m in net.G.modules() if getattr(m, "carrier", None) is not None]
+    assert carriers and all(c.abs().sum() > 0 for c in carriers)
+    # a run made before carrier maps existed has none in options.json: it resumes without them
+    saved = json.loads((run / "options.json").read_text())
+    del saved["network"]["carrier_std"]
+    (run / "options.json").write_text(json.dumps(saved))
+    assert load_run_options(run).resolved().network["carrier_std"] == 0.0
+
+
 def test_seed_decides_the_run(data, tmp_path):
     check_seed_decides_the_run(train_gan, lambda seed: opts(data, tmp_path, total_kimg=0.008, seed=seed))
 

@@ -72,6 +72,21 @@ def test_resume_refuses_another_configuration(photo_folder, tmp_path):
         train_codec(options(photo_folder, tmp_path, steps=4, fingerprint_length=24), resume=run)
 
 
+def test_init_starts_from_another_codecs_weights(photo_folder, tmp_path):
+    first = train_codec(options(photo_folder, tmp_path / "a", steps=3))
+    start = final_weights(first)
+    # Another residual strength is allowed (a setting, not a weight); lr ~0 keeps the weights in place.
+    tuned = train_codec(options(photo_folder, tmp_path / "b", steps=1, lr=1e-12, residual_rms=0.02, start_rms=0.02,
+                                init=str(first / "final")))  # fmt: skip
+    fresh = train_codec(options(photo_folder, tmp_path / "c", steps=1, lr=1e-12, seed=5))
+    tuned_w, fresh_w = final_weights(tuned), final_weights(fresh)
+    assert all(torch.allclose(tuned_w[k], start[k], atol=1e-6) for k in start)
+    assert any(not torch.allclose(fresh_w[k], start[k], atol=1e-3) for k in start)
+    assert json.loads((tuned / "options.json").read_text())["init"] == str(first / "final")
+    with pytest.raises(GanprintError, match="networks differ.*channels 8 vs 16"):
+        train_codec(options(photo_folder, tmp_path / "d", steps=1, channels=16, init=str(first / "final")))
+
+
 def test_short_run_learns_far_above_chance(photo_folder, tmp_path):
     # A loud fixed residual isolates the decoder's learning; 16 bits, 150 steps of 16 images.
     run = train_codec(

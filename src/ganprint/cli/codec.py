@@ -85,6 +85,9 @@ def _check_celeba(celeba: bool, resolution: int | None) -> None:
 @click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
 @opt.seed
 @opt.device
+@click.option("--init", default=None, metavar="NAME|PATH",
+              help="Start from this codec's weights (a shipped name or model folder) instead of random ones: "
+              "fine-tune it, e.g. through --augment. Networks must match; --residual-rms may differ.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
               help="Run folder to continue; its options are reused (--steps may extend it).")
 @opt.quiet
@@ -98,6 +101,8 @@ def train(resume, quiet, **kwargs) -> None:
           --fingerprint_length 100 --batch_size 64 --arch original --epochs 20
       ganprint codec train --resume runs/00000-codec-ganprint-32px-100b --steps 5000
       ganprint codec train --data_dir photos/ --augment default --augment-ramp 1000  # immunized
+      ganprint codec train --data_dir photos/ --init codec-32 --augment default --start-rms 0.02 \\
+          --residual-rms 0.02 --steps 2000 --lr 3e-4                             # immunize a trained codec
     """
     from ..codec.train import CodecTrainOptions, train_codec
 

@@ -72,6 +72,7 @@ class CodecTrainOptions:
     num_workers: int = 0  # data loader processes
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     progress: bool = True  # show a progress bar
+    init: str | None = None  # start from this codec's weights (name or folder): fine-tuning, e.g. immunizing a shipped codec
 
     def codec_config(self) -> CodecConfig:
         return CodecConfig(
@@ -148,6 +149,20 @@ def evaluate(
     return stats
 
 
+def _load_initial_weights(codec: FingerprintCodec, init: str) -> None:
+    """Copy the weights of codec `init` into `codec`; the networks must be the same (arch, resolution,
+    bits, widths). Only the residual strength may differ: it is a setting of the encoder, not a weight."""
+    from .importing import load_codec
+
+    start = load_codec(init)
+    ours = dataclasses.replace(codec.config, residual_rms=0.0).to_dict()
+    theirs = dataclasses.replace(start.config, residual_rms=0.0).to_dict()
+    if ours != theirs:
+        differ = ", ".join(f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in sorted(ours) if ours.get(k) != theirs.get(k))
+        raise GanprintError(f"--init {init}: its networks differ from this run's options ({differ})")
+    codec.load_state_dict(start.state_dict())
+
+
 def _description(o: CodecTrainOptions) -> str:
     return f"codec-{o.arch}-{o.image_resolution}px-{o.fingerprint_length}b"
 
@@ -174,6 +189,8 @@ def train_codec(options: CodecTrainOptions, resume: str | Path | None = None) ->
 
     torch.manual_seed(o.seed)
     codec = FingerprintCodec(config).to(device).train()
+    if o.init is not None and resume is None:
+        _load_initial_weights(codec, o.init)
     opt = torch.optim.Adam(codec.parameters(), lr=lr)
     schedule = FidelitySchedule(
         warmup_accuracy=o.warmup_accuracy, l2_loss_await=o.l2_loss_await, l2_loss_ramp=o.l2_loss_ramp,

@@ -40,6 +40,7 @@ class GanConfig:
     mapping_lr_multiplier: float = 0.01  # mapping network learning-rate multiplier (StyleGAN2)
     noise: bool = True  # per-pixel noise inputs in the generator
     mbstd_group: int = 4  # discriminator minibatch-stddev group size
+    carrier_std: float = 0.0  # > 0: learned constant maps added to every synthesis layer's input (init std)
 
     def __post_init__(self) -> None:
         self.g_channels = tuple(int(c) for c in self.g_channels)
@@ -57,7 +58,7 @@ class GanConfig:
         return GeneratorConfig(
             resolution=self.resolution, z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, channels=self.g_channels,
             mapping_layers=self.mapping_layers, mapping_lr_multiplier=self.mapping_lr_multiplier,
-            res_modulated_range=(4, self.resolution), noise=self.noise,
+            res_modulated_range=(4, self.resolution), noise=self.noise, carrier_std=self.carrier_std,
         ).validate()  # fmt: skip
 
     def discriminator_config(self) -> DiscriminatorConfig:

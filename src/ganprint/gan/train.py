@@ -55,9 +55,13 @@ class GanTrainOptions(TrainingOptions):
         return self.with_preset_defaults(p.training, network_config(GanConfig, net))
 
 
+# Runs made before an option existed resume with the behaviour they were trained with.
+_LEGACY = {"network": {"carrier_std": 0.0}}
+
+
 def load_run_options(run_dir: str | os.PathLike) -> GanTrainOptions:
     """The options of an earlier GAN run, for --resume."""
-    return runs.load_run_options(run_dir, RUN_KIND, GanTrainOptions, "an unconditional GAN")
+    return runs.load_run_options(run_dir, RUN_KIND, GanTrainOptions, "an unconditional GAN", legacy=_LEGACY)
 
 
 # ----------------------------------------------------------------------------- the loop
