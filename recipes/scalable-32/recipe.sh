@@ -10,11 +10,19 @@
 # and running the recipe again continues the run exactly.
 # TOTAL_KIMG: the shipped snapshot's kimg is in its config.json ("training": {"kimg": ...}).
 #
+# NAME and AUGMENT (environment) make the immunized variant: recipes/scalable-32-immunized/recipe.sh.
+#
 #   bash recipes/scalable-32/recipe.sh [WORK_DIR] [TOTAL_KIMG]
 set -euo pipefail
-work=${1:-runs/scalable-32-recipe}
+name=${NAME:-scalable-32}
+work=${1:-runs/$name-recipe}
 total_kimg=${2:-300}
 mkdir -p "$work"
+# Immunized training: F reads G's images through these perturbations, and is tuned through them.
+train_augment=() tune_augment=()
+if [ -n "${AUGMENT:-}" ]; then
+    train_augment=(--augment "$AUGMENT" --augment-ramp 2000) tune_augment=(--augment "$AUGMENT")
+fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 # 1. The training set: the 60,000 Fashion-MNIST training images, centre-cropped and resized to 32x32.
@@ -29,7 +37,7 @@ if [ -n "$run" ] && [ -f "$run/checkpoint.pt" ]; then
 else
     ganprint scalable train --data "$work/fashion-mnist-32.zip" --output-dir "$work" --preset cpu32 \
         --watermark-size 128 --decoder-lr 0.01 --gamma 1 --c-reconstruction-weight 10 \
-        --decode-both true --decode-uint8 true \
+        --decode-both true --decode-uint8 true "${train_augment[@]}" \
         --total-kimg "$total_kimg" --seed 0 --metrics-kimg 20 --snapshot-kimg 20 --tick-kimg 1
     run=$(ls -d "$work"/0*-scalable-cpu32-32px-128b | tail -n 1)
 fi
@@ -37,21 +45,21 @@ fi
 # 3. Tune the decoder alone on the final snapshot's generator (8-bit images; G is unchanged).
 snapshot=$(ls -d "$run"/network-snapshot-* | tail -n 1)
 ganprint scalable tune-decoder --network "$snapshot" --output "$run/tuned" --kimg 40 --lr 0.001 --batch 32 \
-    --seed 0 --overwrite
+    "${tune_augment[@]}" --seed 0 --overwrite
 
 # 4. Check it on 10,000 generated PNG-quantised images, then ship it with half-precision weights
 #    (loading casts them back to float32), and measure the shipped copy the same way.
 ganprint scalable metrics --network "$run/tuned" --data "$work/fashion-mnist-32.zip" --num-images 10000 \
     --fid-weights stand-in --output "$run/metrics-final.json"
-rm -rf src/ganprint/assets/models/scalable-32
-mkdir -p src/ganprint/assets/models/scalable-32
-cp "$run/tuned/config.json" src/ganprint/assets/models/scalable-32/
-python - "$run/tuned/model.safetensors" src/ganprint/assets/models/scalable-32/model.safetensors <<'PY'
+rm -rf "src/ganprint/assets/models/$name"
+mkdir -p "src/ganprint/assets/models/$name"
+cp "$run/tuned/config.json" "src/ganprint/assets/models/$name/"
+python - "$run/tuned/model.safetensors" "src/ganprint/assets/models/$name/model.safetensors" <<'PY'
 import sys
 from safetensors.torch import load_file, save_file
 weights = load_file(sys.argv[1])
 save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}, sys.argv[2])
 PY
-ganprint scalable metrics --network scalable-32 --data "$work/fashion-mnist-32.zip" --num-images 10000 \
+ganprint scalable metrics --network "$name" --data "$work/fashion-mnist-32.zip" --num-images 10000 \
     --fid-weights stand-in --output "$run/metrics-shipped.json"
-echo "shipped $run/tuned ($snapshot with its decoder tuned) as scalable-32"
+echo "shipped $run/tuned ($snapshot with its decoder tuned) as $name"
