@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -27,6 +28,31 @@ def test_residual_has_the_configured_rms(tiny_codec):
     assert torch.allclose(rms, torch.full((4,), tiny_codec.config.residual_rms), rtol=1e-3)
     stronger = tiny_codec.embed(x, torch.zeros(16), strength=0.05)
     assert (stronger - x).pow(2).mean().sqrt().item() == pytest.approx(0.05, rel=1e-3)
+
+
+def test_mean_preserving_residual_keeps_each_channels_mean_even_where_pixels_clip(tiny_codec):
+    # Half black, half white, a grey stripe: most of the residual's one sign is clipped away, which
+    # leaves a net tint unless the encoder corrects for it.
+    x = torch.zeros(3, 3, 32, 32)
+    x[:, :, :, 16:] = 1.0
+    x[:, :, 12:20] = torch.rand(3, 3, 8, 32) * 0.8 + 0.1
+    bits = torch.randint(0, 2, (3, 16), generator=torch.Generator().manual_seed(0)).float()
+    config = dataclasses.replace(tiny_codec.config, residual_rms=0.05)
+    plain = FingerprintCodec(config)
+    plain.load_state_dict(tiny_codec.state_dict())
+    keeping = FingerprintCodec(dataclasses.replace(config, mean_preserving=True))
+    keeping.load_state_dict(tiny_codec.state_dict())
+    shift_plain = (plain.embed(x, bits) - x).mean((2, 3)).abs().max().item()
+    change = keeping.embed(x, bits) - x
+    assert shift_plain > 1e-3  # without it, clipping tints the image
+    assert change.mean((2, 3)).abs().max().item() < 1e-6
+    assert change.pow(2).mean().sqrt().item() > 0.02  # the fingerprint is still there
+    # the setting is part of config.json; configs written before it existed load as before
+    assert CodecConfig.from_dict(keeping.config.to_dict()).mean_preserving is True
+    old = {k: v for k, v in plain.config.to_dict().items() if k != "mean_preserving"}
+    assert CodecConfig.from_dict(old).mean_preserving is False
+    with pytest.raises(GanprintError, match="mean_preserving"):
+        CodecConfig.from_dict({**old, "mean_preserving": "yes"})
 
 
 def test_embed_is_deterministic_and_depends_on_bits(tiny_codec):

@@ -75,14 +75,16 @@ def test_resume_refuses_another_configuration(photo_folder, tmp_path):
 def test_init_starts_from_another_codecs_weights(photo_folder, tmp_path):
     first = train_codec(options(photo_folder, tmp_path / "a", steps=3))
     start = final_weights(first)
-    # Another residual strength is allowed (a setting, not a weight); lr ~0 keeps the weights in place.
+    # Another residual strength or mean handling is allowed (settings, not weights); lr ~0 keeps the
+    # weights in place.
     tuned = train_codec(options(photo_folder, tmp_path / "b", steps=1, lr=1e-12, residual_rms=0.02, start_rms=0.02,
-                                init=str(first / "final")))  # fmt: skip
+                                mean_preserving=True, init=str(first / "final")))  # fmt: skip
     fresh = train_codec(options(photo_folder, tmp_path / "c", steps=1, lr=1e-12, seed=5))
     tuned_w, fresh_w = final_weights(tuned), final_weights(fresh)
     assert all(torch.allclose(tuned_w[k], start[k], atol=1e-6) for k in start)
     assert any(not torch.allclose(fresh_w[k], start[k], atol=1e-3) for k in start)
     assert json.loads((tuned / "options.json").read_text())["init"] == str(first / "final")
+    assert json.loads((tuned / "final" / "config.json").read_text())["mean_preserving"] is True
     with pytest.raises(GanprintError, match="networks differ.*channels 8 vs 16"):
         train_codec(options(photo_folder, tmp_path / "d", steps=1, channels=16, init=str(first / "final")))
 

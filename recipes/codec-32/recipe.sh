@@ -14,6 +14,15 @@ run=$(ls -d "$work"/0*-codec-ganprint-32px-100b | tail -n 1)
 rm -rf src/ganprint/assets/models/codec-32
 mkdir -p src/ganprint/assets/models
 cp -r "$run/final" src/ganprint/assets/models/codec-32
+# Ship it mean-preserving: the residual leaves each image's mean colour unchanged (a setting of the
+# encoder, not a weight; the decoder reads these images as well: docs/transfer.md, "Mean-preserving").
+python - <<'PY'
+import json
+path = "src/ganprint/assets/models/codec-32/config.json"
+config = json.load(open(path))
+config["mean_preserving"] = True
+open(path, "w").write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+PY
 echo "shipped $run/final as codec-32"
 # Calibrate on the clean training images: per-bit bias -> calibrated threshold used by detect/attribute.
 ganprint calibrate --model src/ganprint/assets/models/codec-32 --data_dir "$work/train.zip" -q --overwrite

@@ -64,6 +64,9 @@ def _check_celeba(celeba: bool, resolution: int | None) -> None:
 @click.option("--channels", type=click.IntRange(min=1), default=64, show_default=True, help="ganprint arch width.")
 @click.option("--residual-rms", "residual_rms", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.014, show_default=True, help="ganprint arch: target residual RMS (PSNR ~ -20 log10 rms).")
+@click.option("--mean-preserving", is_flag=True,
+              help="ganprint arch: the residual leaves each image's mean colour unchanged (even where pixels "
+              "clip at black or white); less visible to feature networks (docs/transfer.md).")
 @click.option("--start-rms", "start_rms", type=float, default=0.1, show_default=True,
               help="ganprint arch: residual RMS at the start of the curriculum.")
 @click.option("--anneal-accuracy", type=float, default=0.995, show_default=True,
@@ -87,7 +90,7 @@ def _check_celeba(celeba: bool, resolution: int | None) -> None:
 @opt.device
 @click.option("--init", default=None, metavar="NAME|PATH",
               help="Start from this codec's weights (a shipped name or model folder) instead of random ones: "
-              "fine-tune it, e.g. through --augment. Networks must match; --residual-rms may differ.")
+              "fine-tune it, e.g. through --augment. Networks must match; --residual-rms and --mean-preserving may differ.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
               help="Run folder to continue; its options are reused (--steps may extend it).")
 @opt.quiet

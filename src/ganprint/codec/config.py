@@ -18,6 +18,7 @@ class CodecConfig:
     channels: int = 64  # ganprint arch: width of encoder and decoder convolutions
     message_channels: int = 8  # ganprint arch: channels of the fingerprint map fed to the encoder
     residual_rms: float = 0.014  # ganprint arch: RMS of the added residual; PSNR ~ -20*log10(rms) dB
+    mean_preserving: bool = False  # ganprint arch: fingerprinted images keep each channel's mean exactly
 
     def validate(self) -> "CodecConfig":
         if self.arch not in ARCHITECTURES:
@@ -29,6 +30,8 @@ class CodecConfig:
             raise GanprintError(f"fingerprint length must be between 1 and 4096, got {self.fingerprint_length}")
         if self.channels < 1 or self.message_channels < 1:
             raise GanprintError("channels and message_channels must be positive")
+        if not isinstance(self.mean_preserving, bool):
+            raise GanprintError(f"mean_preserving must be true or false, got {self.mean_preserving!r}")
         if not 0 < self.residual_rms < 1:
             raise GanprintError(f"residual_rms must be in (0, 1), got {self.residual_rms}")
         return self

@@ -7,6 +7,9 @@ docs/codec-design.md:
   scheduled; training anneals that RMS from a large value down to the target (codec/train.py).
 - Bits enter as +-1 through a dense layer to a small spatial map, so every bit reaches every pixel
   from the first step; SiLU activations; no normalization layers (no train/eval mismatch).
+- Optionally (`mean_preserving`) the residual has no mean in any channel, measured after clipping to
+  [0, 1]: a fingerprint that shifts an image's brightness or tint carries almost no information in
+  that shift but is what feature networks see most (docs/transfer.md).
 - The decoder reads at full resolution first (the residual lives in high frequencies) and downsamples
   to 4x4 before a linear read-out of the bit logits.
 """
@@ -40,6 +43,7 @@ class ResidualEncoder(nn.Module):
         self.message_size = min(16, config.resolution // 2)
         self.message_channels = config.message_channels
         self.residual_rms = config.residual_rms
+        self.mean_preserving = config.mean_preserving
         c = config.channels
         self.message = nn.Linear(config.fingerprint_length, config.message_channels * self.message_size**2)
         self.body = nn.Sequential(
@@ -59,8 +63,26 @@ class ResidualEncoder(nn.Module):
     def forward(self, images: torch.Tensor, bits: torch.Tensor, rms: float | None = None) -> torch.Tensor:
         r = self.residual(images, bits)
         rms = self.residual_rms if rms is None else rms
+        if self.mean_preserving:
+            r = r - r.mean(dim=(2, 3), keepdim=True)
         r = rms * r / (r.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8)
+        if self.mean_preserving:
+            r = remove_clipped_mean(images, r)
         return (images + r).clamp(0, 1)
+
+
+def remove_clipped_mean(images: torch.Tensor, residual: torch.Tensor, rounds: int = 4) -> torch.Tensor:
+    """Shift the residual so that clamp(images + residual, 0, 1) - images has zero mean per image and
+    channel. Clipping at black or white pixels eats one sign of the residual there and leaves a net
+    brightening or darkening; each round spreads the opposite offset over the pixels that are not
+    clipped (pixels pushed to a bound in turn are caught by the next round: 4 leave ~1e-12)."""
+    for _ in range(rounds):
+        moved = images + residual
+        change = moved.clamp(0, 1) - images
+        free = ((moved > 0) & (moved < 1)).to(residual.dtype)
+        offset = change.mean(dim=(2, 3), keepdim=True) / free.mean(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+        residual = residual - free * offset
+    return residual
 
 
 class ConvDecoder(nn.Module):

@@ -57,6 +57,7 @@ class CodecTrainOptions:
     warmup_accuracy: float = 0.9  # smoothed accuracy that switches the image loss on
     residual_rms: float = 0.014  # ganprint arch: target residual RMS (PSNR ~ 37 dB)
     start_rms: float = 0.1  # ganprint arch: residual RMS at step 0
+    mean_preserving: bool = False  # ganprint arch: the residual leaves each channel's mean unchanged
     anneal_accuracy: float = 0.995  # smoothed accuracy that lowers the residual RMS one step
     anneal_factor: float = 0.9  # factor of each step down
     lr_final_factor: float = 0.1  # ganprint arch: lr decays to this share once the residual is at target
@@ -81,6 +82,7 @@ class CodecTrainOptions:
             fingerprint_length=self.fingerprint_length,
             channels=self.channels,
             residual_rms=self.residual_rms,
+            mean_preserving=self.mean_preserving,
         ).validate()
 
 
@@ -151,12 +153,14 @@ def evaluate(
 
 def _load_initial_weights(codec: FingerprintCodec, init: str) -> None:
     """Copy the weights of codec `init` into `codec`; the networks must be the same (arch, resolution,
-    bits, widths). Only the residual strength may differ: it is a setting of the encoder, not a weight."""
+    bits, widths). The residual's strength and mean handling may differ: they are settings of the
+    encoder, not weights."""
     from .importing import load_codec
 
     start = load_codec(init)
-    ours = dataclasses.replace(codec.config, residual_rms=0.0).to_dict()
-    theirs = dataclasses.replace(start.config, residual_rms=0.0).to_dict()
+    settings = {"residual_rms": 0.0, "mean_preserving": False}
+    ours = dataclasses.replace(codec.config, **settings).to_dict()
+    theirs = dataclasses.replace(start.config, **settings).to_dict()
     if ours != theirs:
         differ = ", ".join(f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in sorted(ours) if ours.get(k) != theirs.get(k))
         raise GanprintError(f"--init {init}: its networks differ from this run's options ({differ})")
