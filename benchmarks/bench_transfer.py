@@ -21,13 +21,17 @@ Frechet distance over all seeds: two runs of one arm differ by more than 10% at 
 
 Every step reuses its output when it is already in --output-dir (a stopped run continues, and a
 larger --kimg continues the finished GANs exactly where they ended; pass --overwrite to start again).
-Default budget, 160 kimg per GAN: about 80 minutes on one CPU thread (3 x 160 kimg at ~115 images/s,
-embedding 2 x 60,000 images, generating and reading 3 x 10,000 images); the fingerprint appears in
-GAN-A's images between 70 and 140 kimg (docs/transfer.md). --smoke: a tiny version (256 training
-images, a tiny GAN, 64 generated images) that runs in about a minute.
+The GANs train --jobs at a time (default 3 on a CPU), each in its own process with an equal share of
+the CPU threads. Default budget, 320 kimg per GAN: on two CPU cores about 70 minutes for the three
+GANs side by side (160 kimg took 34-35 minutes each so), plus about 10 for embedding 2 x 60,000
+images and generating and reading 3 x 10,000; each --extra-seeds adds two GANs. The fingerprint
+appears in GAN-A's images between 70 and 140 kimg; at 160 kimg the fingerprinted GANs still trailed
+the clean ones by 16-70% in Frechet distance, at 320 they no longer do (docs/transfer.md).
+--smoke: a tiny version (256 training images, a tiny GAN, 64 generated images) that runs in about a
+minute.
 
 Usage:
-  python benchmarks/bench_transfer.py --output-dir bench-transfer/ [--kimg 160] [--minutes 25]
+  python benchmarks/bench_transfer.py --output-dir bench-transfer/ [--kimg 320] [--minutes 75] [--jobs 3]
   python benchmarks/bench_transfer.py --output-dir bench-transfer/ --extra-seeds 2   # fidelity over 3 seeds
   python benchmarks/bench_transfer.py --smoke --output-dir /tmp/bench-transfer-smoke
 """
@@ -37,8 +41,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -47,6 +54,7 @@ from ganprint import fid
 from ganprint.codec.folders import EMBEDDED_FILE, IMAGES_DIR, detect_folder, embed_folder
 from ganprint.codec.importing import load_codec
 from ganprint.data import iterate_batches, open_source
+from ganprint.device import resolve_device
 from ganprint.errors import GanprintError
 from ganprint.fingerprints import bits_to_hex
 from ganprint.gan.generate import RECORD_CSV, generate_images
@@ -89,19 +97,28 @@ def embed(codec, data: str, fingerprint: torch.Tensor, out: Path) -> str:
     return str(out / IMAGES_DIR)
 
 
+def finished_run(out: Path, args) -> Path | None:
+    """The GAN run in `out` if it already trained for --kimg."""
+    done = out / "done.json"
+    if done.is_file() and json.loads(done.read_text())["kimg"] >= args.kimg - 1e-6:
+        return Path(json.loads(done.read_text())["run"])
+    return None
+
+
 def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Path:
     """One GAN; the same seed (unless `seed` is given), networks and budget for every GAN of the
     experiment. A run already in `out` (finished with a smaller --kimg, or interrupted) continues
     exactly where it stopped."""
+    if (run := finished_run(out, args)) is not None:
+        return run
     done = out / "done.json"
-    if done.is_file() and json.loads(done.read_text())["kimg"] >= args.kimg - 1e-6:
-        return Path(json.loads(done.read_text())["run"])
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     stop = (lambda step: time.time() > deadline) if deadline else None
     earlier = sorted(p for p in out.glob("0*-gan-*") if (p / "checkpoint.pt").is_file())
     if earlier:
         log(f"continuing GAN-{name} ({earlier[-1]}) to {args.kimg:g} kimg")
-        options = dataclasses.replace(load_run_options(earlier[-1]), total_kimg=args.kimg, device=args.device)
+        options = dataclasses.replace(load_run_options(earlier[-1]), total_kimg=args.kimg, device=args.device,
+                                      progress=args.jobs == 1)  # fmt: skip
         run = train_gan(options, resume=earlier[-1], should_stop=stop)
     else:
         shutil.rmtree(out, ignore_errors=True)  # an attempt that never reached its first checkpoint
@@ -109,13 +126,36 @@ def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Pat
         extra = {"network": SMOKE_NET, "tick_kimg": 0.016} if args.smoke else {}
         options = GanTrainOptions(data=data, output_dir=str(out), preset="cpu32", total_kimg=args.kimg,
                                   seed=args.seed if seed is None else seed,
-                                  snapshot_kimg=max(args.kimg / 8, 1.0), device=args.device, **extra)  # fmt: skip
+                                  snapshot_kimg=max(args.kimg / 8, 1.0), device=args.device,
+                                  progress=args.jobs == 1, **extra)  # fmt: skip
         run = train_gan(options, should_stop=stop)
     lines = (run / "stats.jsonl").read_text().splitlines()
     seconds = json.loads(lines[-1]).get("time/seconds", 0.0) if lines else 0.0
     kimg = json.loads((latest_snapshot(run) / "config.json").read_text())["training"]["kimg"]  # exactly
     atomic_write_json(done, {"run": str(run), "kimg": kimg, "minutes": seconds / 60})
     return run
+
+
+def _train_with_threads(threads: int, *train_args) -> Path:
+    torch.set_num_threads(threads)
+    return train(*train_args)
+
+
+def train_all(jobs: dict[str, tuple], args) -> dict[str, Path]:
+    """Every GAN of the experiment (key -> train()'s arguments), `args.jobs` at a time, each in its
+    own process with an equal share of the CPU threads. Small GANs use one thread far better than
+    several: on two cores, three side by side with one thread each take 35 minutes for 160 kimg,
+    one after another with two threads 23 minutes each."""
+    pending = [key for key, job in jobs.items() if finished_run(job[2], args) is None]
+    if args.jobs == 1 or len(pending) <= 1:
+        return {key: train(*job[:3], args, *job[3:]) for key, job in jobs.items()}
+    threads = max(1, (os.cpu_count() or 1) // min(args.jobs, len(pending)))
+    log(f"training {len(pending)} GANs, {args.jobs} at a time, {threads} CPU thread(s) each")
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(_train_with_threads, threads, *jobs[key][:3], args, *jobs[key][3:])
+                   for key in pending}  # fmt: skip
+        trained = {key: future.result() for key, future in futures.items()}
+    return {key: trained[key] if key in trained else finished_run(job[2], args) for key, job in jobs.items()}
 
 
 def generate_and_read(codec, run: Path, out: Path, expected: torch.Tensor, args) -> torch.Tensor:
@@ -164,7 +204,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default="bench-transfer")
     parser.add_argument("--data", default="fashion-mnist:train")
     parser.add_argument("--train-images", type=int, default=None, help="use the first N images [default: all]")
-    parser.add_argument("--kimg", type=float, default=160.0, help="training length of each GAN")
+    parser.add_argument("--kimg", type=float, default=320.0, help="training length of each GAN")
     parser.add_argument("--minutes", type=float, default=None, help="also stop each GAN after this many minutes")
     parser.add_argument("--num-images", type=int, default=10_000, help="generated images per GAN")
     parser.add_argument("--codec", default="codec-32")
@@ -173,11 +213,17 @@ def main() -> None:
                         help="also train GAN-A and GAN-clean with this many more seeds; the fidelity target is then "
                         "judged on the mean Frechet distance over all seeds (one run per arm is noisy at this scale)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="GANs trained at once, each in its own process [default: 3 on CPU, 1 on a GPU]")
     parser.add_argument("--smoke", action="store_true", help="tiny version: 256 images, tiny GAN, 64 outputs")
     parser.add_argument("--overwrite", action="store_true", help="start again instead of reusing finished steps")
     args = parser.parse_args()
     if args.smoke:
         args.train_images, args.kimg, args.num_images = args.train_images or 256, min(args.kimg, 0.128), min(args.num_images, 64)
+    if args.jobs is None:
+        args.jobs = 1 if resolve_device(args.device).type == "cuda" else 3
+    if args.jobs < 1:
+        raise SystemExit("--jobs must be at least 1")
     out = Path(args.output_dir)
     if args.overwrite:
         shutil.rmtree(out, ignore_errors=True)
@@ -189,7 +235,12 @@ def main() -> None:
     fp = {"A": choose_fingerprint(None, length, args.seed), "B": choose_fingerprint(None, length, args.seed + 1)}
     clean = args.data if args.train_images is None else subset_folder(args.data, args.train_images, out / "clean-data")
     data = {"A": embed(codec, clean, fp["A"], out / "data-A"), "B": embed(codec, clean, fp["B"], out / "data-B"), "clean": clean}
-    runs = {name: train(name, data[name], out / f"gan-{name}", args) for name in ("A", "B", "clean")}
+    extra_seeds = range(args.seed + 1, args.seed + 1 + args.extra_seeds)
+    jobs = {name: (name, data[name], out / f"gan-{name}") for name in ("A", "B", "clean")}
+    jobs.update({f"{name}-seed{seed}": (name, data[name], out / f"gan-{name}-seed{seed}", seed)
+                 for seed in extra_seeds for name in ("A", "clean")})  # fmt: skip
+    trained = train_all(jobs, args)
+    runs = {name: trained[name] for name in ("A", "B", "clean")}
     bits = {name: generate_and_read(codec, runs[name], out / f"generated-{name}", fp["A"], args) for name in runs}
 
     log("bit accuracy against A along training (every snapshot)")
@@ -226,11 +277,10 @@ def main() -> None:
     # Run-to-run spread: the same arm with other seeds (docs/transfer.md measured 24% between two
     # clean runs at 160 kimg), so that the fidelity target is judged on means, not on one draw.
     by_seed = {name: {args.seed: fd[name]} for name in ("A", "clean")}
-    for seed in range(args.seed + 1, args.seed + 1 + args.extra_seeds):
+    for seed in extra_seeds:
         for name in ("A", "clean"):
-            run = train(name, data[name], out / f"gan-{name}-seed{seed}", args, seed=seed)
             generated = out / f"generated-{name}-seed{seed}"
-            generate_and_read(codec, run, generated, fp["A"], args)
+            generate_and_read(codec, trained[f"{name}-seed{seed}"], generated, fp["A"], args)
             by_seed[name][seed] = frechet(net, generated / "images", reals, args.num_images)
     results["frechet_stand_in_by_seed"] = by_seed
     mean_fd = {name: sum(v.values()) / len(v) for name, v in by_seed.items()}

@@ -38,10 +38,23 @@ def test_spec_parsing():
     assert Augmenter.from_spec("noise", ramp_steps=0).ramp(0) == 1
 
 
+def test_weights_set_how_often_each_perturbation_is_drawn():
+    aug = Augmenter.from_spec("jpeg=40@3,noise,blur@0.5")
+    assert aug.weights == {"jpeg": 3.0, "noise": 1.0, "blur": 0.5} and aug.maxima["jpeg"] == 40
+    assert aug.spec() == "jpeg=40@3,noise=0.08,blur=1.5@0.5"
+    assert Augmenter.from_spec(aug.spec()).weights == aug.weights  # the saved spec rebuilds it
+    counts = torch.bincount(aug._choose(55_000, torch.Generator().manual_seed(0)), minlength=4) / 55_000
+    torch.testing.assert_close(counts, torch.tensor([3, 1, 0.5, 1]) / 5.5, atol=0.01, rtol=0)  # last: none
+    # unweighted specs draw exactly as before weights existed (runs resume and reproduce)
+    plain = Augmenter.from_spec("jpeg,noise")._choose(64, torch.Generator().manual_seed(1))
+    assert torch.equal(plain, torch.randint(0, 3, (64,), generator=torch.Generator().manual_seed(1)))
+
+
 @pytest.mark.parametrize(
     "spec, words",
     [("noize", "unknown perturbation 'noize'"), ("noise=abc", "not a number"), ("crop=0.95", r"\(0, 0.9\]"),
-     ("noise=0", "must be in"), ("", "no perturbations")],
+     ("noise=0", "must be in"), ("", "no perturbations"), ("jpeg@0", r"weight must be in \(0, 100\]"),
+     ("jpeg=40@x", "weight is not a number"), ("default@2", "not to default"), ("jpeg@nan", "weight must be")],
 )  # fmt: skip
 def test_bad_specs(spec, words):
     with pytest.raises(GanprintError, match=words):

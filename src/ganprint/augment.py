@@ -4,11 +4,12 @@ A trainer puts an `Augmenter` between the fingerprinted image and the decoder, s
 to read the fingerprint through the attacks it will meet and the encoder learns to hide it where
 they do not reach:
 
-    augment = Augmenter.from_spec("default", ramp_steps=1000)      # or "noise,jpeg=40,crop"
+    augment = Augmenter.from_spec("default", ramp_steps=1000)      # or "noise,jpeg=40@3,crop"
     seen = augment(marked, step, generator)                        # same shape, gradients flow
 
-Each image gets ONE perturbation drawn uniformly from the listed ones plus "none" (so clean reading
-stays sharp), at a strength drawn uniformly from [0, ramp(step)] of that perturbation's maximum;
+Each image gets ONE perturbation drawn from the listed ones plus "none" (so clean reading stays
+sharp), each with probability proportional to its weight (`name=maximum@weight`; 1 unless given,
+"none" always 1), at a strength drawn uniformly from [0, ramp(step)] of that perturbation's maximum;
 ramp(step) = min(1, step / ramp_steps) grows from 0 to 1. All randomness comes from the caller's
 generator and is drawn in the same amounts whatever is chosen, so a run is reproducible and resumes
 exactly.
@@ -99,24 +100,37 @@ _LIMITS = {"noise": 1.0, "blur": 10.0, "jpeg": 99.0, "crop": 0.9, "brightness": 
 class Augmenter:
     """Applies one random perturbation per image, at a ramped random strength."""
 
-    def __init__(self, maxima: dict[str, float], ramp_steps: int = 1000):
+    def __init__(self, maxima: dict[str, float], ramp_steps: int = 1000, weights: dict[str, float] | None = None):
         if not maxima:
             raise GanprintError("--augment: no perturbations given")
         if ramp_steps < 0:
             raise GanprintError(f"--augment-ramp must be >= 0, got {ramp_steps}")
         self.maxima = dict(maxima)
         self.names = list(maxima)
+        self.weights = {n: float((weights or {}).get(n, 1.0)) for n in self.names}
         self.ramp_steps = int(ramp_steps)
 
     @classmethod
     def from_spec(cls, spec: str, ramp_steps: int = 1000) -> "Augmenter":
-        """`default`, or a comma list of names with optional maxima: `noise=0.1,jpeg=50,crop`
-        (`default` may be combined with overrides: `default,noise=0.1`)."""
+        """`default`, or a comma list of names with optional maxima and weights:
+        `noise=0.1,jpeg=50@3,crop` (JPEG drawn three times as often as each other one and as
+        "none"); `default` may be combined with overrides: `default,noise=0.1,jpeg@2`."""
         maxima: dict[str, float] = {}
+        weights: dict[str, float] = {}
         for item in split_spec(spec):
+            item, _, weight = item.partition("@")
             name, _, value = item.partition("=")
             name = name.strip()
+            if weight:
+                try:
+                    weights[name] = float(weight)
+                except ValueError:
+                    raise GanprintError(f"--augment: {item}@{weight}: the weight is not a number") from None
+                if not 0 < weights[name] <= 100:
+                    raise GanprintError(f"--augment: {name} weight must be in (0, 100], got {weight}")
             if name == "default":
+                if weight:
+                    raise GanprintError("--augment: give weights to single perturbations, not to default")
                 for n in DEFAULT_SET:
                     maxima.setdefault(n, PERTURBATIONS[n].maximum)
                 continue
@@ -130,10 +144,11 @@ class Augmenter:
             if not 0 < maximum <= _LIMITS[name]:
                 raise GanprintError(f"--augment: {name} maximum must be in (0, {_LIMITS[name]:g}], got {maximum:g}")
             maxima[name] = maximum
-        return cls(maxima, ramp_steps)
+        return cls(maxima, ramp_steps, weights)
 
     def spec(self) -> str:
-        return ",".join(f"{n}={m:g}" for n, m in self.maxima.items())
+        weight = {n: "" if w == 1 else f"@{w:g}" for n, w in self.weights.items()}
+        return ",".join(f"{n}={m:g}{weight[n]}" for n, m in self.maxima.items())
 
     def ramp(self, step: int) -> float:
         return 1.0 if self.ramp_steps == 0 else min(1.0, max(0.0, step / self.ramp_steps))
@@ -146,13 +161,21 @@ class Augmenter:
         n = images.shape[0] if batch_size is None else batch_size
         part = part if part is not None else slice(0, n)
         # Always the same draws, in the same order, whatever gets chosen (reproducible resume).
-        choice = torch.randint(0, len(self.names) + 1, (n,), generator=generator)  # last index: none
+        choice = self._choose(n, generator)
         share = torch.rand(n, generator=generator) * self.ramp(step)
         signs = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
         offsets = torch.rand(n, 2, generator=generator)
         noise = torch.randn((n, *images.shape[1:]), generator=generator)
         return self.apply(images, choice[part], share[part], signs[part], offsets[part], noise[part],
                           ramp=self.ramp(step))  # fmt: skip
+
+    def _choose(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Index of each image's perturbation; len(names) is "none"."""
+        if all(w == 1 for w in self.weights.values()):  # the draw of every run made before weights existed
+            return torch.randint(0, len(self.names) + 1, (n,), generator=generator)
+        cumulative = torch.tensor([*self.weights.values(), 1.0]).cumsum(0)
+        u = torch.rand(n, generator=generator) * cumulative[-1]
+        return torch.searchsorted(cumulative, u, right=True).clamp_max(len(self.names))
 
     def apply(self, images, choice, share, signs, offsets, noise, ramp: float = 1.0) -> torch.Tensor:
         """Perturbation `choice[i]` (an index into `names`; len(names) = none) at `share[i]` of its

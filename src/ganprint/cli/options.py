@@ -63,8 +63,8 @@ noise_mode = click.option(
 augment = click.option(
     "--augment", default=None, metavar="SPEC",
     help="Immunized training: perturbations between the fingerprinted image and the decoder, 'default' "
-    "(noise, blur, jpeg, crop, brightness, contrast, saturation) or a list like 'noise=0.1,jpeg,crop' "
-    "(name=maximum; see docs/robustness.md).",
+    "(noise, blur, jpeg, crop, brightness, contrast, saturation) or a list like 'noise=0.1,jpeg=40@3,crop' "
+    "(name=maximum@weight: weight 3 draws JPEG three times as often as the others; see docs/robustness.md).",
 )  # fmt: skip
 augment_ramp = click.option(
     "--augment-ramp", "augment_ramp", type=click.IntRange(min=0), default=1000, show_default=True,
