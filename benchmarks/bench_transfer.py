@@ -142,20 +142,20 @@ def _train_with_threads(threads: int, *train_args) -> Path:
 
 
 def train_all(jobs: dict[str, tuple], args) -> dict[str, Path]:
-    """Every GAN of the experiment (key -> train()'s arguments), `args.jobs` at a time, each in its
-    own process with an equal share of the CPU threads. Small GANs use one thread far better than
+    """Every GAN of the experiment (key -> train()'s name, data, out, seed), `args.jobs` at a time,
+    each in its own process with an equal share of the CPU threads. Small GANs use one thread far better than
     several: on two cores, three side by side with one thread each take 35 minutes for 160 kimg,
     one after another with two threads 23 minutes each."""
-    pending = [key for key, job in jobs.items() if finished_run(job[2], args) is None]
+    pending = [key for key, (_name, _data, out, _seed) in jobs.items() if finished_run(out, args) is None]
     if args.jobs == 1 or len(pending) <= 1:
-        return {key: train(*job[:3], args, *job[3:]) for key, job in jobs.items()}
+        return {key: train(name, data, out, args, seed) for key, (name, data, out, seed) in jobs.items()}
     threads = max(1, (os.cpu_count() or 1) // min(args.jobs, len(pending)))
     log(f"training {len(pending)} GANs, {args.jobs} at a time, {threads} CPU thread(s) each")
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {key: pool.submit(_train_with_threads, threads, *jobs[key][:3], args, *jobs[key][3:])
+        futures = {key: pool.submit(_train_with_threads, threads, *jobs[key][:3], args, jobs[key][3])
                    for key in pending}  # fmt: skip
         trained = {key: future.result() for key, future in futures.items()}
-    return {key: trained[key] if key in trained else finished_run(job[2], args) for key, job in jobs.items()}
+    return {key: trained.get(key) or finished_run(out, args) for key, (_name, _data, out, _seed) in jobs.items()}
 
 
 def generate_and_read(codec, run: Path, out: Path, expected: torch.Tensor, args) -> torch.Tensor:
@@ -236,7 +236,7 @@ def main() -> None:
     clean = args.data if args.train_images is None else subset_folder(args.data, args.train_images, out / "clean-data")
     data = {"A": embed(codec, clean, fp["A"], out / "data-A"), "B": embed(codec, clean, fp["B"], out / "data-B"), "clean": clean}
     extra_seeds = range(args.seed + 1, args.seed + 1 + args.extra_seeds)
-    jobs = {name: (name, data[name], out / f"gan-{name}") for name in ("A", "B", "clean")}
+    jobs = {name: (name, data[name], out / f"gan-{name}", None) for name in ("A", "B", "clean")}
     jobs.update({f"{name}-seed{seed}": (name, data[name], out / f"gan-{name}-seed{seed}", seed)
                  for seed in extra_seeds for name in ("A", "clean")})  # fmt: skip
     trained = train_all(jobs, args)
