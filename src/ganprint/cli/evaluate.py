@@ -90,12 +90,15 @@ def _common(f):
               help="val: only the held-out split a codec trained on --data (default seed) never saw.")
 @click.option("--images", "count", type=click.IntRange(min=1), default=256, show_default=True,
               help="Images per model (codec: from --data; generator: samples).")
+@click.option("--refine-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Codecs: informed embedding, this many Adam steps per image after the encoder "
+                   "(as `codec embed --refine-steps`).")
 @click.option("--output-dir", "--output_dir", "output_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for results.csv, results.json, the plots and report.html.")
 @_common
 @click.pass_context
-def evaluate(ctx, codecs, scalables, data, split, count, output_dir, attack_specs, false_positive_rate, examples,
-             batch_size, seed, overwrite, device, quiet) -> None:  # fmt: skip
+def evaluate(ctx, codecs, scalables, data, split, count, refine_steps, output_dir, attack_specs, false_positive_rate,
+             examples, batch_size, seed, overwrite, device, quiet) -> None:  # fmt: skip
     """Measure how well fingerprints survive attacks: every model under every attack level (bit
     accuracy, p-value, detection rate at --fpr, PSNR/SSIM), written as CSV, JSON, plots and one
     self-contained HTML report with example images.
@@ -115,6 +118,8 @@ def evaluate(ctx, codecs, scalables, data, split, count, output_dir, attack_spec
                                           ("--attacks", attack_specs)) if value]  # fmt: skip
         if given:
             raise click.UsageError(f"{given[0]} goes after the sub-command `{ctx.invoked_subcommand}`")
+        if refine_steps:
+            raise click.UsageError(f"--refine-steps is for --codec grids, not for `{ctx.invoked_subcommand}`")
         return
     if not codecs and not scalables:
         raise click.UsageError("give --codec or --scalable (repeatable), or a sub-command: folder, gan, secrecy")
@@ -128,7 +133,8 @@ def evaluate(ctx, codecs, scalables, data, split, count, output_dir, attack_spec
     levels = _attack_levels(attack_specs, allow_model=True)
     taken: set[str] = set()
     subjects = [
-        codec_subject(spec, data, count, split, seed, device, batch_size, name=subject_name(spec, taken))
+        codec_subject(spec, data, count, split, seed, device, batch_size, name=subject_name(spec, taken),
+                      refine_steps=refine_steps)
         for spec in codecs
     ] + [
         scalable_subject(spec, count, seed, device=device, batch_size=min(batch_size, 64), name=subject_name(spec, taken))

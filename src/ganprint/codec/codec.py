@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from PIL import Image
@@ -24,6 +24,9 @@ from ..fingerprints import parse_fingerprint
 from ..pretrained import resolve_model_dir
 from .config import CodecConfig
 from .networks import ConvDecoder, ResidualEncoder
+
+if TYPE_CHECKING:
+    from .refine import Refiner
 
 Images = torch.Tensor | Image.Image | Sequence[Image.Image]
 
@@ -95,25 +98,39 @@ class FingerprintCodec(nn.Module):
         return bits.to(self.device)
 
     # -------------------------------------------------------------------------------- the verbs
-    @torch.inference_mode()
-    def embed(self, images: Images, fingerprints, batch_size: int = 256, strength: float | None = None):
+    def embed(self, images: Images, fingerprints, batch_size: int = 256, strength: float | None = None,
+              refine: int | Refiner = 0):  # fmt: skip
         """Fingerprint images. `fingerprints`: one (L,) or one per image (N, L), 0/1, or a bits/hex string.
 
         Tensors in [0,1] come back as tensors; PIL images are preprocessed (shorter side resized,
         center crop) and come back as PIL images. `strength` overrides the residual RMS (ganprint arch).
+        `refine`: Adam steps (or a `Refiner`) of informed embedding per image after the encoder, which
+        make the fingerprint harder to erase at the same PSNR (codec/refine.py; needs the decoder).
         """
         if self.encoder is None:
             raise GanprintError("this codec has no encoder (it was built from a decoder only)")
+        refiner = None
+        if not isinstance(refine, int):
+            refiner = refine if refine.steps else None
+        elif refine:
+            from .refine import Refiner  # noqa: F811 (kornia loads only here)
+
+            refiner = Refiner(steps=refine)
+        if refiner is not None and self.decoder is None:
+            raise GanprintError("refining the embedding needs the codec's decoder")
         batch, kind = self._as_batch(images)
         bits = self._as_bits(fingerprints, batch.shape[0])
         self.encoder.eval()
         outs = []
         for start in range(0, batch.shape[0], batch_size):
             x, b = batch[start : start + batch_size], bits[start : start + batch_size]
-            if isinstance(self.encoder, ResidualEncoder):
-                outs.append(self.encoder(x, b, rms=strength))
-            else:
-                outs.append(self.encoder(x, b))
+            with torch.no_grad():
+                if isinstance(self.encoder, ResidualEncoder):
+                    marked = self.encoder(x, b, rms=strength)
+                else:
+                    marked = self.encoder(x, b)
+            mean_preserving = getattr(self.encoder, "mean_preserving", False)
+            outs.append(marked if refiner is None else refiner(self.decoder, x, b, marked, mean_preserving))
         out = torch.cat(outs)
         return self._give_back(out, kind)
 

@@ -101,16 +101,19 @@ def embed_folder(
     overwrite: bool = False,
     progress: bool = True,
     on_bad: Callable[[str, str], None] | None = None,
+    refine: int = 0,
 ) -> EmbedSummary:
     """Fingerprint every image of `data` (folder, zip, idx, ...) and write PNGs plus the bits file.
 
     `fingerprint` (bits or hex) is used for every image; else `identical` draws one random
     fingerprint for all, and otherwise every image gets its own; random draws follow `seed` in
-    output-name order. With `overwrite`, the earlier `fingerprinted_images/` is replaced as a whole
+    output-name order. `refine`: steps of informed embedding per image (codec/refine.py). With `overwrite`, the earlier `fingerprinted_images/` is replaced as a whole
     once the run has succeeded, so the folder always matches the bits file.
     """
     if codec.encoder is None:
         raise GanprintError("this model has no encoder; give an encoder or a full codec")
+    if refine and codec.decoder is None:
+        raise GanprintError("--refine-steps needs the codec's decoder; give a full codec, not an encoder alone")
     length = codec.config.fingerprint_length
     source = open_source(data)
     out = Path(output_dir)
@@ -139,7 +142,7 @@ def embed_folder(
             ):
                 n = images.shape[0]
                 bits = shared.expand(n, -1) if shared is not None else torch.randint(0, 2, (n, length), generator=g).float()
-                marked = codec.embed(images, bits, batch_size=batch_size, strength=strength).cpu()
+                marked = codec.embed(images, bits, batch_size=batch_size, strength=strength, refine=refine).cpu()
                 for name, image, b in zip(batch_names, marked, bits):
                     save_png(tensor_to_pil(image), staging / names[name])
                     lines.write(f"{names[name]} {bits_to_str(b)}\n")

@@ -92,24 +92,33 @@ class CodecSubject(Subject):
     kind = "codec"
 
     def __init__(self, codec, images: torch.Tensor, name: str, seed: int = 0, batch_size: int = 256,
-                 finetune_images: torch.Tensor | None = None, source: str = ""):  # fmt: skip
+                 finetune_images: torch.Tensor | None = None, source: str = "", refine_steps: int = 0):  # fmt: skip
         if codec.encoder is None or codec.decoder is None:
             raise GanprintError(f"{name}: evaluating a codec needs both its encoder and its decoder")
         self.codec, self.name, self.batch_size, self.source = codec, name, batch_size, source
+        self.refine_steps = refine_steps  # informed embedding after the encoder (0: none)
+        if refine_steps:
+            from ..codec.refine import Refiner
+
+            self.refiner = Refiner(steps=refine_steps, progress=True)
         self.fingerprint_length = codec.config.fingerprint_length
         self.clean = images.float().cpu()
         g = torch.Generator().manual_seed(seed)
         self.bits = torch.randint(0, 2, (len(images), self.fingerprint_length), generator=g).float()
         self.finetune_images = finetune_images
 
-    @torch.inference_mode()
     def _embed(self, encoder: nn.Module, images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         encoder.eval()
         device = next(encoder.parameters()).device
+        mean_preserving = getattr(encoder, "mean_preserving", False)
         out = []
         for s in range(0, images.shape[0], self.batch_size):
             x, b = images[s : s + self.batch_size].to(device), bits[s : s + self.batch_size].to(device)
-            out.append(encoder(x, b).cpu())  # ResidualEncoder and OriginalEncoder share (x, bits)
+            with torch.no_grad():
+                marked = encoder(x, b)  # ResidualEncoder and OriginalEncoder share (x, bits)
+            if self.refine_steps:
+                marked = self.refiner(self.codec.decoder, x, b, marked, mean_preserving)
+            out.append(marked.cpu())
         return torch.cat(out)
 
     def sample(self, model: nn.Module | None = None) -> Sample:
@@ -140,7 +149,7 @@ class CodecSubject(Subject):
     def describe(self) -> dict:
         c = self.codec.config
         return {**super().describe(), "arch": c.arch, "resolution": c.resolution, "images": len(self.clean),
-                "data": self.source}  # fmt: skip
+                "data": self.source, "refine_steps": self.refine_steps}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------- folder
@@ -232,9 +241,10 @@ def load_images(spec: str, resolution: int, count: int, split: str = "all", batc
 
 def codec_subject(spec: str, data: str, count: int = 256, split: str = "all", seed: int = 0,
                   device: str = "cpu", batch_size: int = 256, name: str | None = None,
-                  finetune_count: int = 256) -> CodecSubject:  # fmt: skip
+                  finetune_count: int = 256, refine_steps: int = 0) -> CodecSubject:  # fmt: skip
     """A codec (shipped name, folder or original .pth) evaluated on images of `data`. Images for the
-    `finetune` attack come from the other split (the training split when `split="val"`)."""
+    `finetune` attack come from the other split (the training split when `split="val"`).
+    `refine_steps`: informed embedding after the encoder (codec/refine.py)."""
     from ..codec.importing import load_codec
     from ..decoders import describe_codec
 
@@ -245,7 +255,8 @@ def codec_subject(spec: str, data: str, count: int = 256, split: str = "all", se
         tune = load_images(data, r, finetune_count, "train", batch_size)[1]
     else:
         tune = images  # the adversary's clean images are the evaluation images themselves (a strong attacker)
-    subject = CodecSubject(codec, images, name or subject_name(spec), seed, batch_size, tune, source=data)
+    subject = CodecSubject(codec, images, name or subject_name(spec), seed, batch_size, tune, source=data,
+                           refine_steps=refine_steps)  # fmt: skip
     subject.null = calibrated_null(describe_codec(spec, codec))
     return subject
 

@@ -1,0 +1,109 @@
+"""Informed embedding: tune each fingerprinted image against the decoder, through the attacks.
+
+The encoder is one forward pass that has to work for every image; it cannot weigh what this image's
+content will do to the fingerprint under JPEG, a crop or blur. Refinement starts from the encoder's
+output and takes a few Adam steps on the residual of each image so that the decoder reads every bit
+with a margin, on the image itself and on copies of it perturbed by the differentiable attacks of
+`ganprint.augment` (a fresh random strength per step: expectation over the attacks), while the
+residual stays within the encoder's own energy budget (its RMS per image; PSNR cannot drop) and the
+image within [0, 1]. The decoder is unchanged, so clean images read exactly as before (same false-
+positive rate); only the fingerprinted images get harder to erase.
+
+    refiner = Refiner(steps=40)                       # or Refiner.from_spec(40, "jpeg@3,crop,noise")
+    marked = refiner(codec.decoder, images, bits, codec.encoder(images, bits))
+
+Cost: `steps` x (1 + number of perturbations) decoder passes, forward and backward, per image:
+about 1 s per 32x32 image for 40 steps on one CPU core; use a GPU for whole datasets.
+Measured on codec-32-immunized (docs/robustness.md): JPEG 75 0.81 -> 0.88 at the same 32.2 dB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..augment import Augmenter
+from ..errors import GanprintError
+
+# The perturbations of issue 6's robustness targets, a little beyond their levels (as in training).
+DEFAULT_REFINE_AUGMENT = "jpeg=40,crop=0.15,noise=0.07,blur,brightness"
+
+
+@dataclass
+class Refiner:
+    steps: int = 40  # Adam steps per image; 0 = the encoder's output unchanged
+    augment: str = DEFAULT_REFINE_AUGMENT  # perturbations seen at each step (ganprint.augment spec; @weights count)
+    lr: float = 5e-3  # Adam step size on [0, 1] pixels, cosine-decayed to 0
+    margin: float = 3.0  # logit margin each bit should clear on every view (hinge loss)
+    seed: int = 0  # seeds the perturbations' random strengths
+    progress: bool = False  # a progress bar over the steps of each batch
+    _augmenter: Augmenter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise GanprintError(f"refine steps must be a whole number >= 0, got {self.steps!r}")
+        if not self.lr > 0 or not self.margin > 0:
+            raise GanprintError("refine lr and margin must be positive")
+        self._augmenter = Augmenter.from_spec(self.augment, ramp_steps=0)
+
+    def __call__(self, decoder: nn.Module, images: torch.Tensor, bits: torch.Tensor, marked: torch.Tensor,
+                 mean_preserving: bool = False) -> torch.Tensor:  # fmt: skip
+        """Refined versions of `marked` (the encoder's fingerprinting of `images` with `bits`)."""
+        if self.steps == 0:
+            return marked
+        images, marked, bits = images.detach().float(), marked.detach().float(), bits.detach().float()
+        budget = (marked - images).pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()  # per-image RMS
+        augment = self._augmenter
+        n, device = images.shape[0], images.device
+        weights = torch.tensor([1.0, *augment.weights.values()], device=device).view(-1, 1, 1)
+        sign = 2 * bits - 1
+        g = torch.Generator().manual_seed(self.seed)
+        residual = (marked - images).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([residual], lr=self.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps)
+        was_training = decoder.training
+        decoder.eval()
+        params = [p for p in decoder.parameters() if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)  # gradients for the residual only
+        try:
+            with torch.enable_grad():
+                for _ in tqdm(range(self.steps), desc=f"refine {n} images", unit="step", leave=False,
+                              disable=not self.progress, dynamic_ncols=True):  # fmt: skip
+                    x = (images + residual).clamp(0, 1)
+                    x = x + ((x * 255).round() / 255 - x).detach()  # read what a PNG would hold
+                    views = [x]
+                    for k in range(len(augment.names)):
+                        share = 0.5 + 0.5 * torch.rand(n, generator=g)  # half to full strength
+                        signs = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+                        offsets = torch.rand(n, 2, generator=g)
+                        noise = torch.randn(x.shape, generator=g)
+                        views.append(augment.apply(x, torch.full((n,), k), share, signs, offsets, noise))
+                    logits = decoder(torch.cat(views)).view(len(views), n, -1)
+                    loss = (weights * torch.relu(self.margin - sign * logits)).mean()
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    with torch.no_grad():
+                        residual.copy_(self._project(images, residual, budget, mean_preserving))
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+            decoder.train(was_training)
+        return (images + residual.detach()).clamp(0, 1)
+
+    @staticmethod
+    def _project(images: torch.Tensor, residual: torch.Tensor, budget: torch.Tensor, mean_preserving: bool):
+        """The residual that clipping leaves, without channel means if asked, scaled into the budget."""
+        from .networks import remove_clipped_mean
+
+        change = (images + residual).clamp(0, 1) - images
+        if mean_preserving:
+            centred = remove_clipped_mean(images, change - change.mean(dim=(2, 3), keepdim=True))
+            change = (images + centred).clamp(0, 1) - images
+        rms = change.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+        return change * torch.clamp(budget / (rms + 1e-12), max=1.0)
