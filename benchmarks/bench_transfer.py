@@ -127,7 +127,7 @@ def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Pat
         options = GanTrainOptions(data=data, output_dir=str(out), preset="cpu32", total_kimg=args.kimg,
                                   seed=args.seed if seed is None else seed,
                                   snapshot_kimg=max(args.kimg / 8, 1.0), device=args.device,
-                                  progress=args.jobs == 1, **extra)  # fmt: skip
+                                  precision=args.precision, progress=args.jobs == 1, **extra)  # fmt: skip
         run = train_gan(options, should_stop=stop)
     lines = (run / "stats.jsonl").read_text().splitlines()
     seconds = json.loads(lines[-1]).get("time/seconds", 0.0) if lines else 0.0
@@ -213,6 +213,8 @@ def main() -> None:
                         help="also train GAN-A and GAN-clean with this many more seeds; the fidelity target is then "
                         "judged on the mean Frechet distance over all seeds (one run per arm is noisy at this scale)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="GAN training arithmetic (gan train --precision); runs being continued keep theirs")
     parser.add_argument("--jobs", type=int, default=None,
                         help="GANs trained at once, each in its own process [default: 3 on CPU, 1 on a GPU]")
     parser.add_argument("--smoke", action="store_true", help="tiny version: 256 images, tiny GAN, 64 outputs")
@@ -252,7 +254,7 @@ def main() -> None:
     results = {
         "fingerprint_A": bits_to_hex(fp["A"]), "fingerprint_B": bits_to_hex(fp["B"]), "codec": args.codec,
         "data": args.data, "train_images": args.train_images, "kimg_budget": args.kimg, "minutes_budget": args.minutes,
-        "num_images": args.num_images, "smoke": args.smoke,
+        "num_images": args.num_images, "smoke": args.smoke, "precision": args.precision,
         "training": {name: json.loads((out / f"gan-{name}" / "done.json").read_text()) for name in runs},
         "GAN-A vs A": set_statistics(bits["A"], fp["A"]),
         "GAN-clean vs A": set_statistics(bits["clean"], fp["A"]),

@@ -196,3 +196,18 @@ def test_bad_network_options(data, tmp_path):
         train_gan(opts(data, tmp_path, network=dict(TINY, g_channels=[16, 8])))
     with pytest.raises(GanprintError, match="unknown GAN preset"):
         train_gan(opts(data, tmp_path, preset="paper128"))
+
+
+def test_bf16_precision_trains_close_to_fp32_and_bad_precisions_are_refused(data, tmp_path):
+    def final_weights(precision):
+        run = train_gan(opts(data, tmp_path / precision, total_kimg=0.032, precision=precision))
+        assert json.loads((run / "options.json").read_text())["precision"] == precision
+        snapshot = sorted(run.glob("network-snapshot-*"))[-1]
+        return torch.cat([p.flatten() for p in GanNetwork.from_pretrained(snapshot).parameters()])
+
+    fp32, bf16 = final_weights("fp32"), final_weights("bf16")
+    assert torch.isfinite(bf16).all()
+    change = (bf16 - fp32).norm() / fp32.norm()
+    assert 0 < change < 0.05, change  # autocast ran (not bit-identical) and the runs stayed together
+    with pytest.raises(GanprintError, match="precision must be one of fp32, bf16"):
+        train_gan(opts(data, tmp_path / "x", precision="fp16"))

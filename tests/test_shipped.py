@@ -148,29 +148,6 @@ def test_shipped_scalable_network_reads_its_fingerprints_from_pngs():
     assert clean.bit_accuracy.mean() < 0.6 and sum(clean.detected) == 0
 
 
-def test_robust_codec_meets_the_robustness_targets_with_informed_embedding():
-    from ganprint.attacks import ATTACKS
-
-    assert "codec-32-robust" in shipped_models()
-    clean = held_out_images(32)[:32]
-    codec = ganprint.load_codec("codec-32-robust")
-    assert codec.config.fingerprint_length == 50
-    bits = ganprint.random_fingerprints(len(clean), 50, torch.Generator().manual_seed(5))
-    plain = torch.round(codec.embed(clean, bits) * 255) / 255
-    refined = torch.round(codec.embed(clean, bits, refine=20) * 255) / 255
-    for marked in (plain, refined):
-        assert codec.detect(marked, expected=bits).bit_accuracy.mean() >= 0.99
-        assert 10 * torch.log10(1 / (marked - clean).pow(2).mean()) >= 32
-    assert not any(codec.detect(clean, expected=bits).detected)
-    # 64 samples: JPEG 75 0.93 plain, 0.97 refined (codec-32-immunized, 100 bits: 0.81)
-    jpeg = {name: codec.detect(ATTACKS["jpeg"](m, 75), expected=bits).bit_accuracy.mean().item()
-            for name, m in (("plain", plain), ("refined", refined))}  # fmt: skip
-    assert jpeg["plain"] >= 0.88 and jpeg["refined"] >= 0.95 and jpeg["refined"] > jpeg["plain"], jpeg
-    for attack, value in (("noise", 0.05), ("blur", 1.0), ("crop", 0.9), ("brightness", 0.7), ("brightness", 1.3)):
-        attacked = ATTACKS[attack](refined, value)
-        assert codec.detect(attacked, expected=bits).bit_accuracy.mean() >= 0.95, (attack, value)
-
-
 # ----------------------------------------------------------------------------- shipped scalable-32-immunized
 def test_immunized_scalable_network_round_trip_and_beats_scalable_32_under_crops_and_noise():
     from ganprint.attacks import ATTACKS

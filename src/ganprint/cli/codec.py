@@ -146,8 +146,8 @@ def train(resume, quiet, **kwargs) -> None:
               help="ganprint arch: residual RMS instead of the model's (higher: more robust, less invisible).")
 @click.option("--refine-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Informed embedding: Adam steps per image that tune its residual against the decoder through "
-                   "JPEG, crops, noise, blur and brightness, at the same PSNR (harder to erase; about 1 s per 32px "
-                   "image for 40 steps on a CPU core). Needs a full codec.")
+                   "JPEG, crops, noise, blur and brightness, at the same PSNR (harder to erase; 40 steps take about "
+                   "0.45 s per 32px image on two CPU cores). Needs a full codec.")
 @opt.batch_size
 @opt.seed
 @opt.strict

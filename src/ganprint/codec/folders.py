@@ -107,8 +107,9 @@ def embed_folder(
 
     `fingerprint` (bits or hex) is used for every image; else `identical` draws one random
     fingerprint for all, and otherwise every image gets its own; random draws follow `seed` in
-    output-name order. `refine`: steps of informed embedding per image (codec/refine.py). With `overwrite`, the earlier `fingerprinted_images/` is replaced as a whole
-    once the run has succeeded, so the folder always matches the bits file.
+    output-name order. `refine`: steps of informed embedding per image (codec/refine.py). With
+    `overwrite`, the earlier `fingerprinted_images/` is replaced as a whole once the run has
+    succeeded, so the folder always matches the bits file.
     """
     if codec.encoder is None:
         raise GanprintError("this model has no encoder; give an encoder or a full codec")

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import runs
+from ..errors import GanprintError
 from ..scalable.network import to_unit
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
 from ..stylegan.training import ema_beta, step_generator, update_ema
@@ -42,13 +43,20 @@ from .network import GanConfig, GanNetwork, preset
 RUN_KIND = "ganprint.gan.train"
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class GanTrainOptions(TrainingOptions):
-    """The loop options of `stylegan.training.TrainingOptions`; the GAN has no others. Its presets:
-    gan.network.PRESETS; `network` overrides GanConfig fields."""
+    """The loop options of `stylegan.training.TrainingOptions` and the arithmetic precision. Its
+    presets: gan.network.PRESETS; `network` overrides GanConfig fields."""
+
+    precision: str = "fp32"  # "bf16": G and D forward passes under bfloat16 autocast (R1 steps stay fp32)
 
     def resolved(self) -> "GanTrainOptions":
         """A copy with every default taken from the preset and `network` the full network config."""
+        if self.precision not in PRECISIONS:
+            raise GanprintError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         p = preset(self.preset)
         net = {**dataclasses.asdict(p.network), **(self.network or {})}
         net.pop("kind", None)
@@ -98,6 +106,7 @@ def train_gan(
 
     g_params = list(G.parameters())
     noise_shapes = G.noise_shapes()
+    bf16 = o.precision == "bf16"
     for step in run.steps():
         g = step_generator(o.seed, step)
         z = run.local(torch.randn(B, cfg.z_dim, generator=g))
@@ -106,14 +115,18 @@ def train_gan(
         reals = run.reals(flip)
 
         # G: non-saturating loss; D's weights get no gradient here.
-        fakes = G_t(z, noise=noise)
-        loss_G = F.softplus(-D(fakes)).mean()
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            fakes = G_t(z, noise=noise).float()
+            loss_G = F.softplus(-D(fakes).float()).mean()
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward(inputs=g_params)
         opt_G.step()
 
-        # D: logistic loss, lazy R1 every r1_interval steps (weighted by the interval).
-        d = discriminator_step(D_t, opt_D, reals, fakes, o.gamma, o.r1_interval, step)
+        # D: logistic loss, lazy R1 every r1_interval steps (weighted by the interval; in fp32: its
+        # double backward is where bfloat16's 8-bit mantissa would hurt most).
+        r1_step = o.r1_interval > 0 and step % o.r1_interval == 0
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16 and not r1_step):
+            d = discriminator_step(D_t, opt_D, reals, fakes, o.gamma, o.r1_interval, step)
         update_ema(G_ema, G, ema_beta(B, step * B, o.ema_kimg, o.ema_rampup))
         if run.end_step(step, {"loss/G": loss_G, **d}, save):
             break

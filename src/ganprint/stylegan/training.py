@@ -149,7 +149,7 @@ def discriminator_loss(D: torch.nn.Module, reals: torch.Tensor, fakes: torch.Ten
     penalty r1_gamma / 2 * |grad_x D(x)|^2 on the reals, times r1_interval (lazy: every r1_interval
     steps). Returns the tensors by their stats names ("loss/D" to minimise)."""
     x = reals.detach().requires_grad_(r1_gamma > 0)
-    logits = D(torch.cat([x, fakes.detach()]))
+    logits = D(torch.cat([x, fakes.detach()])).float()  # fp32 losses also under bf16 autocast
     real, fake = logits[: len(x)], logits[len(x) :]
     out = {"loss/D": F.softplus(fake).mean() + F.softplus(-real).mean(), "scores/real": real.mean(),
            "scores/fake": fake.mean()}  # fmt: skip
