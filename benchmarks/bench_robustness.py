@@ -118,9 +118,13 @@ def main() -> None:
           f"{'pass' if ok else 'FAIL':>9}")  # fmt: skip
     print(f"{'SSIM clean':<16}" + "".join(f"{r['ssim_clean']:>18.4f}" for r in rows.values()))
     print(f"{'clean FP rate':<16}" + "".join(f"{r['clean_detection_rate']:>18.4f}" for r in rows.values()))
+    per_image = {c: result.meta["sample_seconds"][c] / len(images) for c in columns}
+    print(f"{'embed s/image':<16}" + "".join(f"{v:>18.4f}" for v in per_image.values()) +
+          f"   ({torch.get_num_threads()} threads)")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps({"sets": sets, "refine_steps": args.refine_steps, "judged": judged,
-                                               "table": table, "passed": passed, "minutes": minutes}, indent=2))
+                                               "table": table, "passed": passed, "minutes": minutes,
+                                               "embed_seconds_per_image": per_image}, indent=2))
     print(f"{judged} meets every target" if passed else f"{judged} misses a target")
     if args.check and not passed:
         raise SystemExit(1)

@@ -151,6 +151,7 @@ def test_model_attacks_regenerate_and_skip_without_a_network():
     assert q["bit_accuracy"] == 1.0 and q["psnr_attack"] == 100.0
     assert result.row("pixels", "finetune:3") is None
     assert result.meta["skipped"] == [{"model": "pixels", "label": "finetune:3", "reason": "no clean-data loss for fine-tuning"}]
+    assert list(result.meta["sample_seconds"]) == ["pixels"] and result.meta["sample_seconds"]["pixels"] >= 0
 
 
 def test_codec_subject_on_a_tiny_codec(tiny_model):

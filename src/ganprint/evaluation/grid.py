@@ -119,8 +119,11 @@ def run_grid(
     started = time.time()
     bar = tqdm(total=len(subjects) * (1 + len(levels)), desc="evaluate", unit="cell", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
+    sample_seconds: dict[str, float] = {}
     for subject in subjects:
+        t = time.time()
         base = subject.sample()
+        sample_seconds[subject.name] = round(time.time() - t, 3)  # making the fingerprinted images
         bar.set_postfix_str(f"{subject.name} none")
         row = score(subject, base.images, base.images, base, base.clean, fpr)
         result.rows.append({"model": subject.name, "kind": "none", "attack": "none", "level": None, "label": "none",
@@ -160,6 +163,7 @@ def run_grid(
         "subjects": [s.describe() for s in subjects],
         "skipped": skipped,
         "seconds": round(time.time() - started, 2),
+        "sample_seconds": sample_seconds,
         "ganprint_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
