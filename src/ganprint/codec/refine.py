@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..augment import Augmenter
 from ..errors import GanprintError
+from .networks import remove_clipped_mean
 
 # The perturbations of issue 6's robustness targets, a little beyond their levels (as in training).
 DEFAULT_REFINE_AUGMENT = "jpeg=40,crop=0.15,noise=0.07,blur,brightness"
@@ -100,8 +101,6 @@ class Refiner:
     @staticmethod
     def _project(images: torch.Tensor, residual: torch.Tensor, budget: torch.Tensor, mean_preserving: bool):
         """The residual that clipping leaves, without channel means if asked, scaled into the budget."""
-        from .networks import remove_clipped_mean
-
         change = (images + residual).clamp(0, 1) - images
         if mean_preserving:
             centred = remove_clipped_mean(images, change - change.mean(dim=(2, 3), keepdim=True))
