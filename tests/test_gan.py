@@ -13,7 +13,8 @@ from helpers import cli_exit_code as run_cli
 from ganprint.errors import GanprintError
 from ganprint.gan.generate import draw, generate_images
 from ganprint.gan.network import PRESETS, GanConfig, GanNetwork
-from ganprint.gan.train import GanTrainOptions, load_run_options, train_gan
+from ganprint.cli.gan import gan as gan_cli
+from ganprint.gan.train import PRECISIONS, GanTrainOptions, load_run_options, train_gan
 from ganprint.scalable.network import quantize_unit
 from ganprint.stylegan.training import discriminator_loss, ema_beta, lazy_adam
 
@@ -211,3 +212,6 @@ def test_bf16_precision_trains_close_to_fp32_and_bad_precisions_are_refused(data
     assert 0 < change < 0.05, change  # autocast ran (not bit-identical) and the runs stayed together
     with pytest.raises(GanprintError, match="precision must be one of fp32, bf16"):
         train_gan(opts(data, tmp_path / "x", precision="fp16"))
+    # The CLI lists the precisions itself (so that it starts without importing the trainer).
+    option = next(p for p in gan_cli.commands["train"].params if p.name == "precision")
+    assert tuple(option.type.choices) == PRECISIONS

@@ -37,7 +37,7 @@ from .. import runs
 from ..errors import GanprintError
 from ..scalable.network import to_unit
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
-from ..stylegan.training import ema_beta, step_generator, update_ema
+from ..stylegan.training import ema_beta, is_r1_step, step_generator, update_ema
 from .network import GanConfig, GanNetwork, preset
 
 RUN_KIND = "ganprint.gan.train"
@@ -124,8 +124,7 @@ def train_gan(
 
         # D: logistic loss, lazy R1 every r1_interval steps (weighted by the interval; in fp32: its
         # double backward is where bfloat16's 8-bit mantissa would hurt most).
-        r1_step = o.r1_interval > 0 and step % o.r1_interval == 0
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16 and not r1_step):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16 and not is_r1_step(step, o.r1_interval, o.gamma)):
             d = discriminator_step(D_t, opt_D, reals, fakes, o.gamma, o.r1_interval, step)
         update_ema(G_ema, G, ema_beta(B, step * B, o.ema_kimg, o.ema_rampup))
         if run.end_step(step, {"loss/G": loss_G, **d}, save):

@@ -160,10 +160,15 @@ def discriminator_loss(D: torch.nn.Module, reals: torch.Tensor, fakes: torch.Ten
     return out
 
 
+def is_r1_step(step: int, r1_interval: int, gamma: float) -> bool:
+    """Whether this D step adds the lazy R1 penalty (every r1_interval steps, when it has a weight)."""
+    return r1_interval > 0 and gamma > 0 and step % r1_interval == 0
+
+
 def discriminator_step(D: torch.nn.Module, opt_D: torch.optim.Optimizer, reals: torch.Tensor, fakes: torch.Tensor,
                        gamma: float, r1_interval: int, step: int) -> dict:  # fmt: skip
     """One optimizer step of D: logistic loss, and the lazy R1 penalty every r1_interval steps."""
-    lazy_r1 = r1_interval > 0 and gamma > 0 and step % r1_interval == 0
+    lazy_r1 = is_r1_step(step, r1_interval, gamma)
     out = discriminator_loss(D, reals, fakes, gamma if lazy_r1 else 0.0, r1_interval)
     opt_D.zero_grad(set_to_none=True)
     out["loss/D"].backward()
