@@ -337,6 +337,19 @@ def test_folder_source_survives_symlink_loops(tmp_path):
     assert open_source(tmp_path / "imgs").names == expected
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_image_names_on_links_that_cannot_be_followed_are_bad_images(tmp_path):
+    expected = make_folder(tmp_path / "imgs")
+    os.symlink("l2.png", tmp_path / "imgs" / "l1.png")  # a loop of two links
+    os.symlink("l1.png", tmp_path / "imgs" / "l2.png")
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "imgs" / "m.png")  # a broken link
+    source = open_source(tmp_path / "imgs")
+    assert source.names == sorted(expected + ["l1.png", "l2.png", "m.png"])
+    for name, reason in (("l1.png", "cannot read"), ("m.png", "no such file")):
+        with pytest.raises(BadImageError, match=f"{name}: {reason}"):
+            source.image(source.names.index(name))
+
+
 def test_folder_without_images_and_missing_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     write(tmp_path / "textonly" / "a.txt", b"x")

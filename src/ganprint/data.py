@@ -163,6 +163,8 @@ def load_image(path_or_bytes: str | os.PathLike | bytes, name: str | None = None
         raise BadImageError(_one_line(f"{label}: permission denied")) from None
     except IsADirectoryError:
         raise BadImageError(_one_line(f"{label}: is a directory, not an image")) from None
+    except OSError as e:  # a symlink loop, an I/O error of the disk, a name too long ...
+        raise BadImageError(_one_line(f"{label}: cannot read ({e.strerror or e})")) from None
 
 
 def _decode(fp, label: str) -> Image.Image:
@@ -338,13 +340,22 @@ def _walk_images(root: Path) -> list[str]:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
+            if _is_folder(entry):
                 subfolders.append((entry.path, f"{prefix}{entry.name}/"))
             elif _is_image_name(entry.name):
                 # Broken links are kept too: they are reported as bad images, not silently lost.
                 found.append(prefix + entry.name)
         stack.extend(reversed(subfolders))
     return sorted(found)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is (or links to) a folder; a link that cannot be followed (a loop, no
+    permission) is not one, so an image name on it is reported as a bad image like a broken link."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 class _ZipSource(ImageSource):
