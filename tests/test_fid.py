@@ -140,6 +140,44 @@ def test_fid_from_sources_against_a_dataset(tmp_path):
         fid.fid_from_sources([reals], tmp_path / "real.zip", 41, net)
 
 
+def test_fid_command_between_two_image_folders(tmp_path, capsys):
+    """`ganprint fid GENERATED --data REAL`: the same set scores 0, a darker copy more, whatever the
+    generated images' size (brought to the first one's); too few images and a taken --output fail."""
+    import json
+
+    from helpers import cli_exit_code as run_cli
+
+    rng = np.random.RandomState(0)
+    for name, scale, size in (("real", 1, 16), ("same", 1, 16), ("darker", 2, 24)):
+        (tmp_path / name).mkdir()
+        for i in range(30):
+            pixels = np.random.RandomState(i).randint(0, 256, (16, 16, 3), dtype=np.uint8) // scale
+            Image.fromarray(pixels).resize((size, size), Image.NEAREST).save(tmp_path / name / f"{i:02d}.png")
+    (tmp_path / "real" / "broken.png").write_bytes(b"not an image")  # skipped with a warning
+    rng.shuffle(names := sorted(os.listdir(tmp_path / "same")))
+    for i, name in enumerate(names):  # the same images under other names: another order
+        os.rename(tmp_path / "same" / name, tmp_path / "same" / f"x{i:02d}.png")
+
+    def fid_of(generated, *extra):
+        out = tmp_path / f"{generated}-{len(extra)}.json"
+        code = run_cli(["fid", tmp_path / generated, "--data", tmp_path / "real", "--num-images", 30,
+                        "--fid-weights", "stand-in", "-q", "--output", out, *extra])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        return json.loads(out.read_text())
+
+    same, darker = fid_of("same"), fid_of("darker")
+    assert same["fid"] == pytest.approx(0.0, abs=1e-6) and same["resolution"] == 16
+    assert darker["fid"] > 1.0 and darker["resolution"] == 24 and darker["feature_network"] == "stand-in:0"
+    assert fid_of("darker", "--resolution", 16)["resolution"] == 16
+
+    assert run_cli(["fid", tmp_path / "same", "--data", tmp_path / "real", "--num-images", 31,
+                    "--fid-weights", "stand-in", "-q"]) == 1  # fmt: skip
+    assert "only 30 readable images; FID needs 31" in capsys.readouterr().err
+    assert run_cli(["fid", tmp_path / "same", "--data", tmp_path / "real", "--num-images", 30, "--fid-weights",
+                    "stand-in", "-q", "--output", tmp_path / "same-0.json"]) == 1  # fmt: skip
+    assert "already exists" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------- Inception weights
 def test_missing_weights_error_says_how_to_supply_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

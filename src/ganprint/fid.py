@@ -440,3 +440,36 @@ def fid_from_sources(
         size = resolution or (shapes[0] if shapes else None)
         real_stats = real_statistics(real_source_spec, n, network, size, batch_size, seed, progress)
     return frechet_distance(fake, real_stats)
+
+
+def image_set_resolution(spec: str | os.PathLike) -> int:
+    """The shorter side of the first readable image of an image set (the size FID brings both sets to)."""
+    from .errors import BadImageError
+
+    source = _open_real(spec)
+    for i in range(len(source)):
+        try:
+            return min(source.image(i).size)
+        except BadImageError:
+            continue
+    raise GanprintError(f"{spec}: no readable image")
+
+
+def fid_between_image_sets(
+    generated_spec: str | os.PathLike,
+    real_source_spec: str | os.PathLike,
+    n: int,
+    network: FeatureNetwork,
+    *,
+    resolution: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> float:
+    """Frechet distance between `n` images of two image sets (folders, zips, `ganprint dataset`s):
+    images from a model trained elsewhere against real ones. Both are brought to `resolution`
+    (default: the shorter side of the first generated image) and chosen as in real_image_batches."""
+    resolution = resolution or image_set_resolution(generated_spec)
+    fake = real_image_batches(generated_spec, n, resolution, batch_size, seed)
+    return fid_from_sources(fake, real_source_spec, n, network, resolution=resolution, batch_size=batch_size,
+                            seed=seed, progress=progress)  # fmt: skip

@@ -19,6 +19,7 @@ from .codec import codec
 from .dataset import dataset
 from .demo import demo
 from .evaluate import evaluate
+from .fid import fid
 from .gan import gan
 from .registry import registry
 from .scalable import scalable
@@ -51,6 +52,7 @@ cli.add_command(calibrate)
 cli.add_command(scalable)
 cli.add_command(gan)
 cli.add_command(transfer)
+cli.add_command(fid)
 
 
 def main(argv: list[str] | None = None) -> None:
