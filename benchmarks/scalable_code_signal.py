@@ -11,6 +11,10 @@ for the same latent z and two random codes (8-bit images, as saved). For each mo
   low frequencies  the share of the signal's energy below a quarter of the Nyquist frequency
   bit accuracy     clean, after JPEG --quality, after Gaussian noise --noise (the issue's attacks)
 
+Then, for each model, what fewer bits would buy with no training at all: codes made of an L/K-bit
+message repeated K times, read by averaging the decoder's K logits of each message bit (what
+`ganprint codec fold` does for a codec; a generator trained for it would do better).
+
 Usage: python benchmarks/scalable_code_signal.py [--model scalable-32 --model scalable-32-immunized]
            [--count 256] [--quality 75] [--noise 0.05] [--seed 0]
 """
@@ -58,6 +62,22 @@ def measure(net: ScalableNetwork, count: int, quality: float, noise: float, seed
             "low": low, "clean": accuracy(a), "jpeg": accuracy(quantize_unit(ja)), "noise": accuracy(noisy)}  # fmt: skip
 
 
+def folded_accuracy(net: ScalableNetwork, count: int, factor: int, quality: float, noise: float, seed: int) -> dict:
+    """Bit accuracy of L/factor-bit messages, each bit repeated `factor` times in the code."""
+    g = torch.Generator().manual_seed(seed)
+    bits = net.config.fingerprint_size // factor
+    z = torch.randn(count, net.config.z_dim, generator=g)
+    message = (torch.rand(count, bits, generator=g) < 0.5).float()
+    images = quantize_unit(net.generate(z, message.repeat(1, factor)))
+    attacked = {"clean": images, "jpeg": quantize_unit(ATTACKS["jpeg"](images, quality)),
+                "noise": quantize_unit(ATTACKS["noise"](images, noise, seed=seed))}  # fmt: skip
+    out = {}
+    for name, x in attacked.items():
+        logits = net.decode_logits(x)[:, : bits * factor].view(count, factor, bits).mean(1)
+        out[name] = ((logits > 0).float() == message).float().mean().item()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="scalable network (name or folder), repeatable")
@@ -65,6 +85,7 @@ def main() -> None:
     parser.add_argument("--quality", type=float, default=75.0)
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fold", type=int, action="append", help="repetition factors [default: 1 2 4 8 16]")
     args = parser.parse_args()
     models = args.model or ["scalable-32", "scalable-32-immunized"]
     print(f"{'model':<24} {'signal RMS':>10} {'JPEG change':>11}  {'energy Y/Cb/Cr':<15} {'kept by JPEG':<15} {'low freq.':<15} "
@@ -73,6 +94,13 @@ def main() -> None:
         r = measure(ScalableNetwork.from_pretrained(name), args.count, args.quality, args.noise, args.seed)
         print(f"{name:<24} {r['rms']:>10.4f} {r['jpeg_rms']:>11.4f}  {per_channel(r['energy']):<15} {per_channel(r['kept']):<15} "
               f"{per_channel(r['low']):<15} {r['clean']:>6.3f} {r['jpeg']:>7.3f} {r['noise']:>10.3f}")  # fmt: skip
+    print(f"\nfolded codes (no training): {'model':<24} {'bits':>5} {'clean':>6} {'JPEG':>6} {'noise':>6}")
+    for name in models:
+        net = ScalableNetwork.from_pretrained(name)
+        for factor in args.fold or [1, 2, 4, 8, 16]:
+            r = folded_accuracy(net, args.count, factor, args.quality, args.noise, args.seed)
+            bits = net.config.fingerprint_size // factor
+            print(f"{'':<28}{name:<24} {bits:>5} {r['clean']:>6.3f} {r['jpeg']:>6.3f} {r['noise']:>6.3f}")
 
 
 if __name__ == "__main__":
