@@ -211,11 +211,17 @@ def test_generate_record_and_rng_order(tiny_net, tmp_path):
     def pixels(folder, name):
         return np.asarray(Image.open(tmp_path / folder / name))
 
+    def same_image(a, b):
+        # The same draws; a batch of another size may take other CPU kernels (oneDNN picks them by
+        # shape), whose float rounding can move a pixel across an 8-bit step: at most one level.
+        a, b = a.astype(int), b.astype(int)
+        return np.abs(a - b).max() <= 1 and (a != b).mean() < 0.01
+
     # a seed means the same image whatever else is generated with it
-    assert np.array_equal(pixels("plain", "seed0007.png"), pixels("alone", "seed0007.png"))
+    assert same_image(pixels("plain", "seed0007.png"), pixels("alone", "seed0007.png"))
     # flags only choose which draws are used: the first seed's image is unchanged
     for folder in ("same-z", "same-c"):
-        assert np.array_equal(pixels("plain", "seed0003.png"), pixels(folder, "seed0003.png"))
+        assert same_image(pixels("plain", "seed0003.png"), pixels(folder, "seed0003.png"))
     same_c = _read_record(tmp_path / "same-c")
     assert {r["fingerprint"] for r in same_c} == {rows[0]["fingerprint"]}
     assert [r["latent_seed"] for r in same_c] == ["3", "7", "11"]
