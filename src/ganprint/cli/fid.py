@@ -19,14 +19,12 @@ from . import options as opt
               show_default=True, help="Images taken from each set (a seeded random choice when a set has more).")
 @click.option("--resolution", type=click.IntRange(min=8), default=None,
               help="Size both sets are brought to [default: the shorter side of the first generated image].")
-@click.option("--fid-weights", default=None, metavar="PATH|stand-in[:SEED]",
-              help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: pytorch-fid's cache]; "
-              "'stand-in' for the project's stand-in network (relative comparisons only).")
+@opt.fid_weights
 @opt.batch_size
 @opt.seed
 @opt.device
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@opt.json_result_output
+@opt.json_result
 @opt.quiet
 def fid(generated, data, num_images, resolution, fid_weights, batch_size, seed, device, output, as_json, quiet) -> None:
     """FID of the images in GENERATED (a folder or zip, e.g. a model's outputs from any framework)

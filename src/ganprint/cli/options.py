@@ -53,6 +53,15 @@ fpr = click.option(
     default=DEFAULT_FALSE_POSITIVE_RATE,
     help="False-positive rate: an image is 'detected' when its p-value is at most this.",
 )  # fmt: skip
+fid_weights = click.option(
+    "--fid-weights", default=None, metavar="PATH|stand-in[:SEED]",
+    help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: pytorch-fid's cache]; "
+    "'stand-in' for the project's stand-in network (relative comparisons only).",
+)  # fmt: skip
+json_result_output = click.option(
+    "--output", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON here."
+)
+json_result = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 noise_mode = click.option(
     "--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,

@@ -170,14 +170,12 @@ def generate(network, seeds, num_images, output_dir, identical_latent, identical
               "only the bit accuracy is measured.")
 @click.option("--num-images", "--num_images", "num_images", type=click.IntRange(min=2), default=10000,
               show_default=True, help="Generated images (and real images for FID).")
-@click.option("--fid-weights", default=None, metavar="PATH|stand-in[:SEED]",
-              help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: pytorch-fid's cache]; "
-              "'stand-in' for the project's stand-in network (relative comparisons only).")
+@opt.fid_weights
 @opt.batch_size
 @opt.seed
 @opt.device
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@opt.json_result_output
+@opt.json_result
 @opt.quiet
 def metrics(network, data, num_images, fid_weights, batch_size, seed, device, output, as_json, quiet) -> None:
     """FID of N generated vs N real images (8-bit, as saved) and the decoder's mean bit accuracy on
