@@ -169,6 +169,11 @@ def test_fid_command_between_two_image_folders(tmp_path, capsys):
     assert same["fid"] == pytest.approx(0.0, abs=1e-6) and same["resolution"] == 16
     assert darker["fid"] > 1.0 and darker["resolution"] == 24 and darker["feature_network"] == "stand-in:0"
     assert fid_of("darker", "--resolution", 16)["resolution"] == 16
+    capsys.readouterr()
+    assert run_cli(["fid", tmp_path / "same", "--data", tmp_path / "real", "--num-images", 30,
+                    "--fid-weights", "stand-in", "-q"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out  # a stand-in value is never called an FID (docs/fid.md)
+    assert printed.startswith("Frechet distance ") and "at 16x16, stand-in:0; relative comparisons only" in printed
 
     assert run_cli(["fid", tmp_path / "same", "--data", tmp_path / "real", "--num-images", 31,
                     "--fid-weights", "stand-in", "-q"]) == 1  # fmt: skip

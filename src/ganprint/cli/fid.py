@@ -52,5 +52,8 @@ def fid(generated, data, num_images, resolution, fid_weights, batch_size, seed, 
     if as_json:
         click.echo(json.dumps(record))
     else:
-        note = "; relative comparisons only" if network.name.startswith("stand-in") else ""
-        click.echo(f"FID {distance:.4f} ({num_images} images per set at {resolution}x{resolution}, {network.name}{note})")
+        # docs/fid.md: a stand-in value is never called an FID.
+        label = "Frechet distance" if network.name.startswith("stand-in") else "FID"
+        note = "; relative comparisons only" if label != "FID" else ""
+        click.echo(f"{label} {distance:.4f} ({num_images} images per set at {resolution}x{resolution}, "
+                   f"{network.name}{note})")  # fmt: skip
