@@ -257,6 +257,8 @@ class TrainingRun:
         D = Discriminator(self.config.discriminator_config()).to(self.device).train()
         if D.mbstd is not None:
             D.mbstd.group_size = self.mbstd_group
+        if self.device.type == "cpu":  # oneDNN's convolutions run 1.2-1.3x faster on NHWC weights and maps
+            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         return G, D, G_ema
 
