@@ -53,7 +53,7 @@ import torch
 from ganprint import fid
 from ganprint.codec.folders import EMBEDDED_FILE, IMAGES_DIR, detect_folder, embed_folder
 from ganprint.codec.importing import load_codec
-from ganprint.data import iterate_batches, open_source
+from ganprint.data import open_source
 from ganprint.device import resolve_device
 from ganprint.errors import GanprintError
 from ganprint.fingerprints import bits_to_hex
@@ -194,9 +194,10 @@ def curve(codec, run: Path, out: Path, fingerprint: torch.Tensor, n: int) -> lis
     return rows
 
 
-def frechet(net, folder: Path, real_stats, n: int) -> float:
-    batches = (images for _names, images in iterate_batches(open_source(str(folder)), 32, 256))
-    return fid.fid_from_sources(batches, None, n, net, real_stats=real_stats)
+def statistics(net, images: str | Path, n: int):
+    """Feature statistics of n images of a folder or dataset (all of a generated folder of n), once
+    per set: each generated set is compared with two references."""
+    return fid.real_statistics(str(images), n, net, resolution=32)
 
 
 def main() -> None:
@@ -267,24 +268,25 @@ def main() -> None:
         "curves": {label: [[r["kimg"], r["mean_bit_accuracy"]] for r in rows] for label, rows in curves.items()},
     }  # fmt: skip
     net = fid.load_feature_network("stand-in", device=args.device)
-    reals = fid.real_statistics(clean, args.num_images, net, resolution=32)
-    fd = {name: frechet(net, out / f"generated-{name}" / "images", reals, args.num_images) for name in runs}
+    reals = statistics(net, clean, args.num_images)
+    generated = {name: statistics(net, out / f"generated-{name}" / "images", args.num_images) for name in runs}
+    fd = {name: fid.frechet_distance(generated[name], reals) for name in runs}
     results["frechet_stand_in"] = fd
     # The fingerprint itself is visible to a feature network: how far are the fingerprinted training
     # images from the clean ones, and how well did each GAN learn its own training data?
-    own = {name: fid.real_statistics(data[name], args.num_images, net, resolution=32) for name in ("A", "B")}
+    own = {name: statistics(net, data[name], args.num_images) for name in ("A", "B")}
     results["frechet_stand_in_fingerprinted_real_vs_clean"] = {name: fid.frechet_distance(own[name], reals) for name in own}
     own["clean"] = reals
     results["frechet_stand_in_vs_own_training_data"] = {
-        name: frechet(net, out / f"generated-{name}" / "images", own[name], args.num_images) for name in runs}  # fmt: skip
+        name: fid.frechet_distance(generated[name], own[name]) for name in runs}  # fmt: skip
     # Run-to-run spread: the same arm with other seeds (docs/transfer.md measured 24% between two
     # clean runs at 160 kimg), so that the fidelity target is judged on means, not on one draw.
     by_seed = {name: {args.seed: fd[name]} for name in ("A", "clean")}
     for seed in extra_seeds:
         for name in ("A", "clean"):
-            generated = out / f"generated-{name}-seed{seed}"
-            generate_and_read(codec, trained[f"{name}-seed{seed}"], generated, fp["A"], args)
-            by_seed[name][seed] = frechet(net, generated / "images", reals, args.num_images)
+            folder = out / f"generated-{name}-seed{seed}"
+            generate_and_read(codec, trained[f"{name}-seed{seed}"], folder, fp["A"], args)
+            by_seed[name][seed] = fid.frechet_distance(statistics(net, folder / "images", args.num_images), reals)
     results["frechet_stand_in_by_seed"] = by_seed
     mean_fd = {name: sum(v.values()) / len(v) for name, v in by_seed.items()}
     a, c = results["GAN-A vs A"], results["GAN-clean vs A"]

@@ -2,6 +2,8 @@
 conftest.py lives there without an __init__.py)."""
 
 import json
+import os
+import socket
 
 import pytest
 import torch
@@ -101,3 +103,38 @@ def check_resume_refuses_the_checkpoint_of(other, run, train, load_run_options) 
         train(load_run_options(run), resume=run)
     assert (run / "options.json").read_bytes() == options_before
     (run / "checkpoint.pt").write_bytes(checkpoint_before)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, train, options):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    try:
+        train(options)  # only process 0 writes the run folder
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def check_two_processes_equal_one(train, options, tmp_path) -> None:
+    """Two processes under DistributedDataParallel end as one process with the same global batch.
+    `options(output_dir)`: a 3-step run's options."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), train, options(tmp_path / "ddp")), nprocs=2, join=True)
+    (ddp_run,) = (tmp_path / "ddp").iterdir()  # only process 0 made a run folder
+    single = train(options(tmp_path / "one"))
+    a, step_a = checkpoint_tensors(ddp_run)
+    b, step_b = checkpoint_tensors(single)
+    assert step_a == step_b == 3
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
+    assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a if k.startswith("opt_D"))

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from helpers import check_resume_refuses_the_checkpoint_of, check_resume_reproduces_an_uninterrupted_run
-from helpers import check_run_folder, check_seed_decides_the_run, tiny_run_options
+from helpers import check_run_folder, check_seed_decides_the_run, check_two_processes_equal_one, tiny_run_options
 from helpers import cli_exit_code as run_cli
 
 from ganprint.errors import GanprintError
@@ -87,6 +87,12 @@ def test_carrier_maps_resume_exactly_and_older_runs_resume_without(data, tmp_pat
 
 def test_seed_decides_the_run(data, tmp_path):
     check_seed_decides_the_run(train_gan, lambda seed: opts(data, tmp_path, total_kimg=0.008, seed=seed))
+
+
+def test_shared_discriminator_pass_equals_two_passes(data, tmp_path):
+    # One process shares D's pass over the fakes between G's and D's losses (steps 1 and 3; step 2 has
+    # R1); under torchrun each loss has its own pass. Both must train the same networks.
+    check_two_processes_equal_one(train_gan, lambda out: opts(data, out, total_kimg=0.012, snapshot_kimg=0), tmp_path)
 
 
 def test_r1_and_optimizer_settings_against_closed_forms():

@@ -1,7 +1,5 @@
 import csv
 import json
-import os
-import socket
 import zipfile
 
 import numpy as np
@@ -10,7 +8,8 @@ import torch
 from PIL import Image
 
 from helpers import check_resume_refuses_the_checkpoint_of, check_resume_reproduces_an_uninterrupted_run
-from helpers import check_run_folder, check_seed_decides_the_run, checkpoint_tensors, tiny_run_options
+from helpers import check_run_folder, check_seed_decides_the_run, check_two_processes_equal_one, checkpoint_tensors
+from helpers import tiny_run_options
 from helpers import cli_exit_code as run_cli
 
 from ganprint.errors import GanprintError
@@ -129,38 +128,9 @@ def test_same_seed_same_run_other_seed_other_run(blobs, tmp_path):
     check_seed_decides_the_run(train_scalable, lambda seed: options(blobs, tmp_path, total_kimg=0.008, seed=seed))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world, port, opts):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))  # fmt: skip
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    try:
-        train_scalable(opts)  # only process 0 writes the run folder
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
 def test_two_process_ddp_equals_one_process(blobs, tmp_path):
-    import torch.multiprocessing as mp
-
-    opts = options(blobs, tmp_path / "ddp", total_kimg=0.012, metrics_kimg=0, snapshot_kimg=0)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), opts), nprocs=2, join=True)
-    (ddp_run,) = (tmp_path / "ddp").iterdir()  # only process 0 made a run folder
-    single = train_scalable(options(blobs, tmp_path / "one", total_kimg=0.012, metrics_kimg=0, snapshot_kimg=0))
-    a, step_a = checkpoint_tensors(ddp_run)
-    b, step_b = checkpoint_tensors(single)
-    assert step_a == step_b == 3
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
-    assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a if k.startswith("opt_D"))
+    check_two_processes_equal_one(train_scalable, lambda out: options(blobs, out, total_kimg=0.012, metrics_kimg=0,
+                                                                      snapshot_kimg=0), tmp_path)  # fmt: skip
 
 
 def test_short_run_lifts_bit_accuracy_above_chance(blobs, tmp_path):

@@ -37,7 +37,7 @@ from .. import runs
 from ..errors import GanprintError
 from ..scalable.network import to_unit
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
-from ..stylegan.training import ema_beta, is_r1_step, step_generator, update_ema
+from ..stylegan.training import ema_beta, is_r1_step, logistic_loss, step_generator, update_ema
 from .network import GanConfig, GanNetwork, preset
 
 RUN_KIND = "ganprint.gan.train"
@@ -104,7 +104,7 @@ def train_gan(
             grids = {"fakes": to_unit(G_ema(grid_z))}
         run.save_snapshot(step, net, grids)
 
-    g_params = list(G.parameters())
+    g_params, d_params = list(G.parameters()), list(D.parameters())
     noise_shapes = G.noise_shapes()
     bf16 = o.precision == "bf16"
     for step in run.steps():
@@ -114,18 +114,32 @@ def train_gan(
         noise = [run.local(torch.randn(B, *s, generator=g)) for s in noise_shapes]
         reals = run.reals(flip)
 
+        r1_step = is_r1_step(step, o.r1_interval, o.gamma)
+        # One pass of D over the fakes serves both losses, since D does not change between them (a
+        # third less of D's forward work); R1 steps and torchrun keep the two passes below.
+        shared = run.world == 1 and not r1_step
+
         # G: non-saturating loss; D's weights get no gradient here.
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
             fakes = G_t(z, noise=noise).float()
-            loss_G = F.softplus(-D(fakes).float()).mean()
+            fake_logits = D(fakes).float()
+            loss_G = F.softplus(-fake_logits).mean()
         opt_G.zero_grad(set_to_none=True)
-        loss_G.backward(inputs=g_params)
-        opt_G.step()
+        loss_G.backward(inputs=g_params, retain_graph=shared)
 
         # D: logistic loss, lazy R1 every r1_interval steps (weighted by the interval; in fp32: its
         # double backward is where bfloat16's 8-bit mantissa would hurt most).
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16 and not is_r1_step(step, o.r1_interval, o.gamma)):
-            d = discriminator_step(D_t, opt_D, reals, fakes, o.gamma, o.r1_interval, step)
+        if shared:
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                d = logistic_loss(D(reals), fake_logits)
+            opt_D.zero_grad(set_to_none=True)
+            d["loss/D"].backward(inputs=d_params)
+            opt_G.step()
+            opt_D.step()
+        else:
+            opt_G.step()
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16 and not r1_step):
+                d = discriminator_step(D_t, opt_D, reals, fakes, o.gamma, o.r1_interval, step)
         update_ema(G_ema, G, ema_beta(B, step * B, o.ema_kimg, o.ema_rampup))
         if run.end_step(step, {"loss/G": loss_G, **d}, save):
             break

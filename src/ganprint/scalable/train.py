@@ -171,7 +171,8 @@ def train_scalable(
     B, b, device = run.batch, run.process_batch, run.device
     L = cfg.fingerprint_size
     G, D, G_ema = run.networks()
-    F_ = Decoder(cfg.decoder_config(), cfg.z_dim, L).to(device).train()  # seeded: made right after G and D
+    # Seeded: made right after G and D.
+    F_ = Decoder(cfg.decoder_config(), cfg.z_dim, L).to(device, memory_format=run.memory_format).train()
     opt_G = lazy_adam(G.parameters(), o.lr, 0)
     opt_F = lazy_adam(F_.parameters(), o.decoder_lr or o.lr, 0)
     opt_D = lazy_adam(D.parameters(), o.lr, o.r1_interval)

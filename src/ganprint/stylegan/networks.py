@@ -219,8 +219,13 @@ class EqualizedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.down:  # pool, then convolve at the lower resolution (StyleGAN2: blur, strided conv)
             x = downsample2x(x)
-        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
-        return lrelu(x) if self.activation else x
+        if not self.activation:
+            return F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
+        # lrelu(y) * gain == lrelu(y * gain): the gain goes into the small weight and bias, which saves
+        # a pass over the large output forward and backward (same function of the parameters).
+        bias = self.bias * LRELU_GAIN if self.bias is not None else None
+        x = F.conv2d(x, self.weight * (self.weight_gain * LRELU_GAIN), bias, padding=self.padding)
+        return F.leaky_relu(x, LRELU_SLOPE)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor | None, demodulate: bool = True,

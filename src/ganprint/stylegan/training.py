@@ -3,7 +3,7 @@ scalable fingerprinting), so that each trainer keeps its networks, its generator
 snapshots in one visible loop, and the rest is written once here:
 
     options and presets    TrainingOptions (the loop options both trainers have), resolved from a preset
-    the loss pieces        lazy_adam, discriminator_loss / discriminator_step (logistic + lazy R1),
+    the loss pieces        lazy_adam, logistic_loss, discriminator_loss / discriminator_step (+ lazy R1),
                            ema_beta / update_ema
     the run                TrainingRun: processes and batch split, data stream, resume checkpoint,
                            run folder, progress bar, stats ticks, snapshots, stopping; save_grid
@@ -77,6 +77,7 @@ class TrainingOptions:
     strict: bool = False  # stop at an unreadable image instead of skipping it
     progress: bool = True  # tqdm progress bar in kimg with ETA
     network: dict | None = None  # network config fields overriding the preset (small experiments, tests)
+    channels_last: bool | None = None  # networks in NHWC layout (None: on a CPU, where it trains 1.2x faster)
 
     def with_preset_defaults(self, training, config, **more):
         """A copy with the unset loop options taken from the preset's `training` defaults, `network`
@@ -143,16 +144,22 @@ def lazy_adam(params, lr: float, interval: int) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
 
 
+def logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict:
+    """D's logistic loss ("loss/D") and its mean scores, in fp32 also under bf16 autocast."""
+    real, fake = real_logits.float(), fake_logits.float()
+    return {"loss/D": F.softplus(fake).mean() + F.softplus(-real).mean(), "scores/real": real.mean(),
+            "scores/fake": fake.mean()}  # fmt: skip
+
+
 def discriminator_loss(D: torch.nn.Module, reals: torch.Tensor, fakes: torch.Tensor, r1_gamma: float = 0.0,
                        r1_interval: int = 1) -> dict:  # fmt: skip
     """Logistic loss of D on reals and (detached) fakes in one pass; with r1_gamma > 0 also the R1
     penalty r1_gamma / 2 * |grad_x D(x)|^2 on the reals, times r1_interval (lazy: every r1_interval
     steps). Returns the tensors by their stats names ("loss/D" to minimise)."""
     x = reals.detach().requires_grad_(r1_gamma > 0)
-    logits = D(torch.cat([x, fakes.detach()])).float()  # fp32 losses also under bf16 autocast
-    real, fake = logits[: len(x)], logits[len(x) :]
-    out = {"loss/D": F.softplus(fake).mean() + F.softplus(-real).mean(), "scores/real": real.mean(),
-           "scores/fake": fake.mean()}  # fmt: skip
+    logits = D(torch.cat([x, fakes.detach()]))
+    real = logits[: len(x)]
+    out = logistic_loss(real, logits[len(x) :])
     if r1_gamma > 0:
         (grad,) = torch.autograd.grad(real.sum(), x, create_graph=True)
         out["loss/r1"] = grad.square().sum(dim=(1, 2, 3)).mean()
@@ -227,6 +234,10 @@ class TrainingRun:
         self.kind, self.what, self.config, self.description = kind, what, config, description
         self.resume, self.should_stop, self.postfix = resume, should_stop, postfix
         self.rank, self.world, self.device = distributed(o.device)
+        # oneDNN's CPU convolutions skip a layout conversion per call on NHWC weights and maps
+        # (benchmarks/bench_gan_speed.py); the arithmetic is the same fp32.
+        nhwc = self.device.type == "cpu" if o.channels_last is None else o.channels_last
+        self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
         self.batch = B = o.batch_size
         if B % self.world:
             raise GanprintError(f"--batch {B} does not split evenly over {self.world} processes")
@@ -253,12 +264,10 @@ class TrainingRun:
         """G, D and the moving average of G, with weights seeded by the options' seed (further
         networks made next continue the same random stream)."""
         torch.manual_seed(self.options.seed)
-        G = Generator(self.config.generator_config()).to(self.device).train()
-        D = Discriminator(self.config.discriminator_config()).to(self.device).train()
+        G = Generator(self.config.generator_config()).to(self.device, memory_format=self.memory_format).train()
+        D = Discriminator(self.config.discriminator_config()).to(self.device, memory_format=self.memory_format).train()
         if D.mbstd is not None:
             D.mbstd.group_size = self.mbstd_group
-        if self.device.type == "cpu":  # oneDNN's convolutions run 1.2-1.3x faster on NHWC weights and maps
-            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         return G, D, G_ema
 
