@@ -113,7 +113,13 @@ def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Pat
         return run
     done = out / "done.json"
     deadline = time.time() + 60 * args.minutes if args.minutes else None
-    stop = (lambda step: time.time() > deadline) if deadline else None
+    parent = os.getppid() if multiprocessing.parent_process() is not None else None
+
+    def stop(step: int) -> bool:
+        """The --minutes budget is spent, or the experiment's process is gone (a GAN trained in a
+        worker then ends with its checkpoint instead of training on unseen)."""
+        return (deadline is not None and time.time() > deadline) or (parent is not None and os.getppid() != parent)
+
     earlier = sorted(p for p in out.glob("0*-gan-*") if (p / "checkpoint.pt").is_file())
     if earlier:
         log(f"continuing GAN-{name} ({earlier[-1]}) to {args.kimg:g} kimg")

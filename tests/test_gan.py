@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from helpers import check_resume_refuses_the_checkpoint_of, check_resume_reproduces_an_uninterrupted_run
-from helpers import check_run_folder, check_seed_decides_the_run, check_two_processes_equal_one, tiny_run_options
+from helpers import check_run_folder, check_seed_decides_the_run, check_two_processes_equal_one, checkpoint_tensors
+from helpers import tiny_run_options
 from helpers import cli_exit_code as run_cli
 
 from ganprint.errors import GanprintError
@@ -93,6 +94,19 @@ def test_shared_discriminator_pass_equals_two_passes(data, tmp_path):
     # One process shares D's pass over the fakes between G's and D's losses (steps 1 and 3; step 2 has
     # R1); under torchrun each loss has its own pass. Both must train the same networks.
     check_two_processes_equal_one(train_gan, lambda out: opts(data, out, total_kimg=0.012, snapshot_kimg=0), tmp_path)
+
+
+def test_channels_last_layout_trains_the_same_networks(data, tmp_path):
+    # NHWC is the CPU default for speed; it must change only the memory layout, not what is learned.
+    nhwc = train_gan(opts(data, tmp_path / "nhwc", total_kimg=0.012))
+    nchw = train_gan(opts(data, tmp_path / "nchw", total_kimg=0.012, channels_last=False))
+    conv = "blocks.1.conv0.weight"
+    saved = {run: torch.load(run / "checkpoint.pt", weights_only=True)["G"][conv] for run in (nhwc, nchw)}
+    assert saved[nhwc].is_contiguous(memory_format=torch.channels_last) and not saved[nhwc].is_contiguous()
+    assert saved[nchw].is_contiguous()
+    a, b = checkpoint_tensors(nhwc)[0], checkpoint_tensors(nchw)[0]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
 def test_r1_and_optimizer_settings_against_closed_forms():

@@ -35,7 +35,7 @@ def gan() -> None:
               help="Networks and training defaults: cpu32 (32x32) or cpu64 (64x64), sized for a 2-core CPU.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: forward passes under bfloat16 autocast (R1 steps in fp32); about 1.15x faster on CPUs "
-                   "with AVX512-BF16 (benchmarks/bench_gan_precision.py), more on recent GPUs. Not for data carrying "
+                   "with AVX512-BF16 (benchmarks/bench_gan_speed.py), more on recent GPUs. Not for data carrying "
                    "a fingerprint: it cost such GANs 45% in Frechet distance (docs/transfer.md).")
 @opt.gan_training_options()
 @click.pass_context
