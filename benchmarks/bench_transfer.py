@@ -144,7 +144,11 @@ def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Pat
 
 def _train_with_threads(threads: int, *train_args) -> Path:
     torch.set_num_threads(threads)
-    return train(*train_args)
+    parent = os.getppid()
+    run = train(*train_args)
+    if os.getppid() != parent:  # the experiment's process is gone: nobody will ask for more work
+        os._exit(0)
+    return run
 
 
 def train_all(jobs: dict[str, tuple], args) -> dict[str, Path]:
