@@ -12,12 +12,14 @@ from helpers import check_run_folder, check_seed_decides_the_run, check_two_proc
 from helpers import tiny_run_options
 from helpers import cli_exit_code as run_cli
 
+from ganprint.data import open_source
 from ganprint.errors import GanprintError
 from ganprint.fingerprints import bits_to_hex, bits_to_str, read_fingerprint_file
 from ganprint.scalable.config import ScalableConfig
 from ganprint.scalable.generate import draw, generate_images, parse_seeds
 from ganprint.scalable.network import ScalableNetwork, from_unit, quantize_straight_through, quantize_unit
 from ganprint.scalable.train import TrainOptions, load_run_options, train_scalable
+from ganprint.scalable.training_data import UniformImages
 
 TINY_NET = dict(resolution=16, fingerprint_size=16, z_dim=8, w_dim=16, g_channels=[16, 16, 8],
                 d_channels=[16, 16, 8], mapping_layers=2, mbstd_group=2)  # fmt: skip
@@ -463,6 +465,23 @@ def test_config_errors():
         TrainOptions(data="x", res_modulated_range="4to32").resolved()
     with pytest.raises(GanprintError, match="unknown preset"):
         TrainOptions(data="x", preset="gpu9").resolved()
+
+
+def test_cached_training_images_are_the_decoded_ones_and_read_once(tmp_path, monkeypatch):
+    folder = _blob_images(tmp_path / "imgs", count=6)
+    (folder / "003.png").write_bytes(b"broken")  # skipped: the next image takes its place
+    source = open_source(folder)
+    plain = [UniformImages(source, 16, (16, 16))[i] for i in range(6)]
+    cached = UniformImages(source, 16, (16, 16), cache=True)
+    reads = []
+    monkeypatch.setattr(source, "image", lambda k, read=source.image: reads.append(k) or read(k))
+    first = [cached[i] for i in range(6)]
+    again = [cached[i] for i in range(6)]
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(plain, first, again))
+    assert torch.equal(first[3], first[4])
+    assert sorted(reads) == [0, 1, 2, 3, 4, 5]  # each file decoded once (the broken one tried once)
+    monkeypatch.setattr("ganprint.scalable.training_data.CACHE_LIMIT_BYTES", 6 * 3 * 16 * 16 - 1)
+    assert UniformImages(source, 16, (16, 16), cache=True)._cache is None  # too large: read every time
 
 
 def test_zip_dataset_trains(tmp_path):

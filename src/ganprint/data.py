@@ -223,11 +223,16 @@ def preprocess(img: Image.Image, resolution: int, celeba: bool = False) -> Image
     return _center_crop(img, resolution)
 
 
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """An RGB PIL image -> float tensor (3, H, W) in [0, 1]."""
+def pil_to_uint8(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image -> uint8 tensor (3, H, W)."""
     if img.mode != "RGB":
         raise ValueError(f"expected an RGB image, got mode {img.mode}; decode with load_image")
-    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image -> float tensor (3, H, W) in [0, 1]."""
+    return pil_to_uint8(img).float().div_(255)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:

