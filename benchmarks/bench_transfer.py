@@ -142,12 +142,20 @@ def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Pat
     return run
 
 
-def _train_with_threads(threads: int, *train_args) -> Path:
+def _train_in_worker(threads: int, key: str, name: str, data: str, out: Path, args, seed: int | None,
+                     fingerprint: torch.Tensor) -> Path:  # fmt: skip
+    """train() in a worker process; then this GAN's images and detection (and, for the three main
+    GANs, its snapshot curve) while the other GANs still train. The experiment's process finds them
+    on disk: their generation is partly serial (PNG files), so overlapping it keeps the cores busy."""
     torch.set_num_threads(threads)
     parent = os.getppid()
-    run = train(*train_args)
+    run = train(name, data, out, args, seed)
     if os.getppid() != parent:  # the experiment's process is gone: nobody will ask for more work
         os._exit(0)
+    codec = load_codec(args.codec, device=args.device)
+    generate_and_read(codec, run, out.parent / f"generated-{key}", fingerprint, args)
+    if seed is None:
+        curve(codec, run, out, fingerprint, min(1000, args.num_images))
     return run
 
 
@@ -156,14 +164,15 @@ def ready(data) -> str:
     return data() if callable(data) else data
 
 
-def train_all(jobs: dict[str, tuple], args) -> dict[str, Path]:
+def train_all(jobs: dict[str, tuple], args, fingerprint: torch.Tensor) -> dict[str, Path]:
     """Every GAN of the experiment (key -> train()'s name, data, out, seed), `args.jobs` at a time,
     each in its own process with an equal share of the CPU threads. Small GANs use one thread far better than
     several: on two cores, three side by side with one thread each take 35 minutes for 160 kimg,
     one after another with two threads 23 minutes each. A job whose data is a function (embedding
     a fingerprinted set) is started once this process has made the data, with the threads that the
-    GANs already training leave free: GAN-clean trains while the fingerprinted sets are embedded
-    (embedding alone leaves a core idle half of the time, writing PNGs)."""
+    GANs already training leave free: GAN-clean trains while the fingerprinted sets are embedded.
+    Each worker then generates and reads its GAN's images (_train_in_worker). Embedding, generating
+    and reading are partly serial (PNG files), so overlapping them with training keeps both cores busy."""
     pending = [key for key, (_name, _data, out, _seed) in jobs.items() if finished_run(out, args) is None]
     if args.jobs == 1 or len(pending) <= 1:
         return {key: train(name, ready(data), out, args, seed) for key, (name, data, out, seed) in jobs.items()}
@@ -179,7 +188,7 @@ def train_all(jobs: dict[str, tuple], args) -> dict[str, Path]:
                 torch.set_num_threads(max(1, cpus - threads * min(len(futures), args.jobs)))
                 data = data()
                 torch.set_num_threads(own_threads)
-            futures[key] = pool.submit(_train_with_threads, threads, name, data, out, args, seed)
+            futures[key] = pool.submit(_train_in_worker, threads, key, name, data, out, args, seed, fingerprint)
         trained = {key: future.result() for key, future in futures.items()}
     return {key: trained.get(key) or finished_run(out, args) for key, (_name, _data, out, _seed) in jobs.items()}
 
@@ -270,7 +279,7 @@ def main() -> None:
     jobs = {name: (name, data[name], out / f"gan-{name}", None) for name in ("A", "B", "clean")}
     jobs.update({f"{name}-seed{seed}": (name, data[name], out / f"gan-{name}-seed{seed}", seed)
                  for seed in extra_seeds for name in ("A", "clean")})  # fmt: skip
-    trained = train_all(jobs, args)
+    trained = train_all(jobs, args, fp["A"])
     data = {name: ready(made) for name, made in data.items()}
     runs = {name: trained[name] for name in ("A", "B", "clean")}
     bits = {name: generate_and_read(codec, runs[name], out / f"generated-{name}", fp["A"], args) for name in runs}
