@@ -22,9 +22,11 @@ Frechet distance over all seeds: two runs of one arm differ by more than 10% at 
 Every step reuses its output when it is already in --output-dir (a stopped run continues, and a
 larger --kimg continues the finished GANs exactly where they ended; pass --overwrite to start again).
 The GANs train --jobs at a time (default 3 on a CPU), each in its own process with an equal share of
-the CPU threads. Default budget, 320 kimg per GAN: on two slow CPU cores 93.5 minutes end to end
-(2026-12-01: the three GANs 82-86 minutes side by side, embedding 2 x 60,000 images 4, generating,
-reading and measuring 3 x 10,000 images 3.4); each --extra-seeds adds two GANs. The fingerprint
+the CPU threads; GAN-clean trains while the fingerprinted sets are embedded, and each GAN's worker
+generates and reads its images while the others train. Default budget, 320 kimg per GAN: on two
+slow CPU cores 89.4 minutes end to end (2026-12-01: the three GANs 81-82 minutes side by side,
+GAN-B starting 6 minutes after GAN-clean, then 2.4 minutes to the report); each --extra-seeds adds
+two GANs. The fingerprint
 appears in GAN-A's images between 70 and 140 kimg; at 160 kimg the fingerprinted GANs still trailed
 the clean ones by 16-70% in Frechet distance, at 320 they no longer do (docs/transfer.md).
 --smoke: a tiny version (256 training images, a tiny GAN, 64 generated images) that runs in about a
