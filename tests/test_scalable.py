@@ -81,7 +81,7 @@ def test_immunized_run_resumes_exactly_and_reports_augmented_accuracy(blobs, tmp
     run = next((tmp_path / "a").iterdir())
     assert json.loads((run / "options.json").read_text())["augment"] == "noise=0.2,blur,crop"
     lines = (run / "metric-bit_accuracy.txt").read_text().splitlines()
-    assert len(lines) == 2 and all("bit_accuracy_augmented" in line for line in lines)
+    assert len(lines) == 2 and all("bit_accuracy_augmented" in line and "latent_share" in line for line in lines)
     # the perturbations reach F: the same seed without them trains other weights
     plain = checkpoint_tensors(train_scalable(options(blobs, tmp_path / "plain")))[0]
     immunized = checkpoint_tensors(run)[0]
@@ -345,6 +345,22 @@ def test_metrics_bit_accuracy_and_fid_against_direct_computation(tiny_net, blobs
     real = extract_features(feature_net, real_image_batches(str(blobs), 20, 16, batch_size=8, seed=3))
     assert result.fid == pytest.approx(frechet_distance(fake, real), rel=1e-6)
     assert result.feature_network == "stand-in:0"
+
+
+def test_latent_share_tells_whether_z_or_the_code_decides_the_images(tiny_net):
+    from ganprint.scalable.metrics import compute_metrics, latent_share
+
+    pattern = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    # images that z alone makes, that the code alone makes, and both equally (orthogonal halves)
+    z_only = lambda z, c: z[:, :1, None, None] * pattern  # noqa: E731
+    c_only = lambda z, c: (c[:, :1, None, None] * 2 - 1) * pattern  # noqa: E731
+    both = lambda z, c: torch.cat([z[:, :1, None, None] * pattern, (c[:, :1, None, None] * 2 - 1) * pattern], 1)  # noqa: E731
+    assert latent_share(z_only, 8, 16) == pytest.approx(1.0)
+    assert latent_share(c_only, 8, 16) == pytest.approx(0.0, abs=1e-9)
+    assert 0.25 < latent_share(both, 8, 16, count=32) < 0.75  # var z ~1, var of a +-1 coin ~1
+    # a random network's code enters every layer's styles: neither extreme, and seeded
+    share = compute_metrics(tiny_net, 8, seed=1).latent_share
+    assert 0 < share < 1 and share == compute_metrics(tiny_net, 8, seed=1).latent_share
 
 
 # ----------------------------------------------------------------------------- bad input (CLI)

@@ -209,6 +209,9 @@ def metrics(network, data, num_images, fid_weights, batch_size, seed, device, ou
         parts.append(f"FID {result.fid:.3f} ({result.feature_network})")
     if result.bit_accuracy is not None:
         parts.append(f"bit accuracy {result.bit_accuracy:.4f} (float), {result.bit_accuracy_uint8:.4f} (8-bit)")
+    if result.latent_share is not None:
+        parts.append(f"latent share {result.latent_share:.3f}" + (" (the code decides the content, not z)"
+                                                                 if result.latent_share < 0.5 else ""))  # fmt: skip
     click.echo("; ".join(parts))
 
 

@@ -5,6 +5,9 @@
   network for tests and relative comparisons). Generated images are scored as saved: 8-bit.
 * bit accuracy: the decoder's mean bit accuracy on the same N generated images, on the float
   outputs (as the paper) and on the images rounded to 8 bits (as PNG files hold them).
+* latent share: how much of the images' variation comes from the latent z rather than the code c
+  (`latent_share`). A fingerprinted model must vary with z: near 0, the code has taken over the
+  content and every model would draw one image whatever z.
 
 Generated images use fresh random z and c drawn from `torch.Generator().manual_seed(seed)`, batch by
 batch (z then c); an exported fingerprinted model uses its own fingerprint, and has no decoder, so
@@ -29,9 +32,28 @@ class MetricResult:
     feature_network: str | None
     bit_accuracy: float | None  # float outputs
     bit_accuracy_uint8: float | None  # 8-bit images, as saved
+    latent_share: float | None = None  # z's share of the images' variation (None: an exported model)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@torch.no_grad()
+def latent_share(G, z_dim: int, c_dim: int, count: int = 16, seed: int = 0, device: str | torch.device = "cpu") -> float:
+    """Share of the pixel variance of G(z, c) that z explains: on a `count` x `count` grid of
+    latents x codes, var over z at a fixed code against var over c at a fixed latent (both averaged
+    over the grid). 1: the code does not change the image; 0: z does not. A healthy fingerprinted
+    generator is close to 1 (the code a faint trace); under 0.5 the code decides the content."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, z_dim, generator=g)
+    c = torch.randint(0, 2, (count, c_dim), generator=g).float()
+    zz, cc = z.repeat_interleave(count, 0), c.repeat(count, 1)  # row i: latent i with every code
+    images = torch.cat([G(zz[s : s + 64].to(device), cc[s : s + 64].to(device)).float().cpu()
+                        for s in range(0, count * count, 64)])  # fmt: skip
+    grid = images.reshape(count, count, -1)  # (latent, code, pixels)
+    var_z = grid.var(dim=0).mean().item()  # the latent changes, the code is fixed
+    var_c = grid.var(dim=1).mean().item()  # the code changes, the latent is fixed
+    return var_z / (var_z + var_c) if var_z + var_c > 0 else 1.0
 
 
 class _Counter:
@@ -79,4 +101,7 @@ def compute_metrics(network: ScalableNetwork, num_images: int, real_data: str | 
     acc = counter.hits / counter.bits if counter.bits else None
     acc8 = counter.hits8 / counter.bits if counter.bits else None
     name = getattr(feature_network, "name", None) if fid is not None else None
-    return MetricResult(num_images, fid, name, acc, acc8)
+    cfg = network.config
+    share = None if network.is_fingerprinted else latent_share(network.G, cfg.z_dim, cfg.fingerprint_size,
+                                                               seed=seed, device=network.device)  # fmt: skip
+    return MetricResult(num_images, fid, name, acc, acc8, share)

@@ -45,7 +45,7 @@ images with DistributedDataParallel (gloo on CPU, nccl on CUDA); process 0 write
         network-snapshot-000050/      inference weights: G (EMA) + F, config.json + model.safetensors
         checkpoint.pt                 resume checkpoint (replaced atomically at each snapshot)
         stats.jsonl, events.out.*     losses, bit accuracy, speed (TensorBoard)
-        metric-bit_accuracy.txt       one line per evaluation
+        metric-bit_accuracy.txt       one line per evaluation (bit accuracy, latent share: metrics.py)
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from ..stylegan import Decoder, Generator
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
 from ..stylegan.training import ema_beta, step_generator, update_ema
 from .config import ScalableConfig, parse_res_range, preset
+from .metrics import latent_share
 from .network import ScalableNetwork, from_unit, quantize_straight_through, quantize_unit, to_unit
 
 RUN_KIND = "ganprint.scalable.train"
@@ -202,6 +203,9 @@ def train_scalable(
         if augmenter is not None:
             metrics["metrics/bit_accuracy_augmented"] = bit_accuracy(G_ema, F_, o.metric_images, augmenter=augmenter)[0]
             line += f"  bit_accuracy_augmented {metrics['metrics/bit_accuracy_augmented']:.4f}"
+        share = latent_share(G_ema, cfg.z_dim, L, device=next(G_ema.parameters()).device)
+        metrics["metrics/latent_share"] = share
+        line += f"  latent_share {share:.3f}" + ("  (the code decides the content, not z)" if share < 0.5 else "")
         F_.train()
         tqdm.write(line)
         path = run_dir / "metric-bit_accuracy.txt"
