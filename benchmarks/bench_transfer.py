@@ -107,6 +107,13 @@ def finished_run(out: Path, args) -> Path | None:
     return None
 
 
+def orphan_check():
+    """A function telling whether the experiment's process is gone (this one then being an orphaned
+    worker); always False when called in the experiment's own process."""
+    parent = os.getppid() if multiprocessing.parent_process() is not None else None
+    return lambda: parent is not None and os.getppid() != parent
+
+
 def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Path:
     """One GAN; the same seed (unless `seed` is given), networks and budget for every GAN of the
     experiment. A run already in `out` (finished with a smaller --kimg, or interrupted) continues
@@ -115,12 +122,12 @@ def train(name: str, data: str, out: Path, args, seed: int | None = None) -> Pat
         return run
     done = out / "done.json"
     deadline = time.time() + 60 * args.minutes if args.minutes else None
-    parent = os.getppid() if multiprocessing.parent_process() is not None else None
+    orphaned = orphan_check()
 
     def stop(step: int) -> bool:
         """The --minutes budget is spent, or the experiment's process is gone (a GAN trained in a
         worker then ends with its checkpoint instead of training on unseen)."""
-        return (deadline is not None and time.time() > deadline) or (parent is not None and os.getppid() != parent)
+        return (deadline is not None and time.time() > deadline) or orphaned()
 
     earlier = sorted(p for p in out.glob("0*-gan-*") if (p / "checkpoint.pt").is_file())
     if earlier:
@@ -150,9 +157,9 @@ def _train_in_worker(threads: int, key: str, name: str, data: str, out: Path, ar
     GANs, its snapshot curve) while the other GANs still train. The experiment's process finds them
     on disk: their generation is partly serial (PNG files), so overlapping it keeps the cores busy."""
     torch.set_num_threads(threads)
-    parent = os.getppid()
+    orphaned = orphan_check()
     run = train(name, data, out, args, seed)
-    if os.getppid() != parent:  # the experiment's process is gone: nobody will ask for more work
+    if orphaned():  # nobody will ask for more work
         os._exit(0)
     codec = load_codec(args.codec, device=args.device)
     generate_and_read(codec, run, out.parent / f"generated-{key}", fingerprint, args)
