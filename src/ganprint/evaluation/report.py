@@ -109,10 +109,11 @@ def plot_metric(result: GridResult, column: str, ylabel: str) -> bytes:
         if column == "bit_accuracy":
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
             ax.axhline(TARGET_ACCURACY, color="green", lw=0.8, ls="--")
-            lengths = {r["fingerprint_length"] for r in result.rows}
-            for length in lengths:  # the accuracy detection needs at the chosen FPR
-                needed = next(r["threshold_bits"] for r in result.rows if r["fingerprint_length"] == length) / length
-                ax.axhline(needed, color="red", lw=0.8, ls="--")
+            for m, model in enumerate(models):  # the accuracy each model's detection needs at the FPR
+                base = result.row(model, "none")  # (its own null: calibrated models differ at one length)
+                if base is not None and base.get("threshold_bits") is not None:
+                    needed = base["threshold_bits"] / base["fingerprint_length"]
+                    ax.axhline(needed, color=colors[m % len(colors)], lw=0.8, ls=(0, (2, 2)), alpha=0.8)
             ax.set_ylim(0.4, 1.02)
         else:
             ax.set_ylim(-0.02, 1.02)
@@ -214,8 +215,8 @@ def render_html(result: GridResult, plots: dict[str, bytes], title: str) -> str:
     parts.append(
         "<h2>How to read this report</h2><ul class='note'>"
         "<li><b>bit accuracy</b>: share of fingerprint bits read correctly (0.5 = chance). "
-        f"Green: &ge; {TARGET_ACCURACY}; yellow: enough for detection (the <b>bits needed</b> of the table above, the red "
-        "dashed line on the plots); red: below.</li>"
+        f"Green: &ge; {TARGET_ACCURACY}; yellow: enough for detection (the <b>bits needed</b> of the table above, the dotted "
+        "line in the model's colour on the plots); red: below.</li>"
         f"<li><b>detected</b>: share of images whose binomial p-value is &le; {fpr:g}, i.e. that a user would call "
         "fingerprinted at that false-positive rate. <b>clean FP</b>: the same for clean images under the same attack; "
         "it should stay near 0 (and clean bit accuracy near 0.5).</li>"
