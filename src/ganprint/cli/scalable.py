@@ -191,7 +191,7 @@ def metrics(network, data, num_images, fid_weights, batch_size, seed, device, ou
     """
     from ..fid import load_feature_network
     from ..io import atomic_write_json
-    from ..scalable.metrics import compute_metrics
+    from ..scalable.metrics import compute_metrics, describe_latent_share
 
     if output is not None and Path(output).exists():
         raise GanprintError(f"{output} already exists; choose another --output")
@@ -210,8 +210,7 @@ def metrics(network, data, num_images, fid_weights, batch_size, seed, device, ou
     if result.bit_accuracy is not None:
         parts.append(f"bit accuracy {result.bit_accuracy:.4f} (float), {result.bit_accuracy_uint8:.4f} (8-bit)")
     if result.latent_share is not None:
-        parts.append(f"latent share {result.latent_share:.3f}" + (" (the code decides the content, not z)"
-                                                                 if result.latent_share < 0.5 else ""))  # fmt: skip
+        parts.append(describe_latent_share(result.latent_share))
     click.echo("; ".join(parts))
 
 

@@ -56,6 +56,11 @@ def latent_share(G, z_dim: int, c_dim: int, count: int = 16, seed: int = 0, devi
     return var_z / (var_z + var_c) if var_z + var_c > 0 else 1.0
 
 
+def describe_latent_share(share: float, label: str = "latent share") -> str:
+    """`latent share 0.983`, with a warning when the code rather than z decides the images."""
+    return f"{label} {share:.3f}" + (" (the code decides the content, not z)" if share < 0.5 else "")
+
+
 class _Counter:
     def __init__(self) -> None:
         self.hits = self.hits8 = self.bits = 0

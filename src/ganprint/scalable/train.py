@@ -67,7 +67,7 @@ from ..stylegan import Decoder, Generator
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
 from ..stylegan.training import ema_beta, step_generator, update_ema
 from .config import ScalableConfig, parse_res_range, preset
-from .metrics import latent_share
+from .metrics import describe_latent_share, latent_share
 from .network import ScalableNetwork, from_unit, quantize_straight_through, quantize_unit, to_unit
 
 RUN_KIND = "ganprint.scalable.train"
@@ -205,7 +205,7 @@ def train_scalable(
             line += f"  bit_accuracy_augmented {metrics['metrics/bit_accuracy_augmented']:.4f}"
         share = latent_share(G_ema, cfg.z_dim, L, device=next(G_ema.parameters()).device)
         metrics["metrics/latent_share"] = share
-        line += f"  latent_share {share:.3f}" + ("  (the code decides the content, not z)" if share < 0.5 else "")
+        line += "  " + describe_latent_share(share, "latent_share")
         F_.train()
         tqdm.write(line)
         path = run_dir / "metric-bit_accuracy.txt"
