@@ -174,6 +174,30 @@ def test_immunized_scalable_network_round_trip_and_beats_scalable_32_under_crops
     assert accuracy["scalable-32-immunized", "noise"] > accuracy["scalable-32", "noise"] + 0.04, accuracy
 
 
+# ----------------------------------------------------------------------------- shipped scalable-32-robust
+def test_robust_scalable_network_meets_the_robustness_targets():
+    from ganprint.attacks import ATTACKS
+    from ganprint.scalable.export import export_fingerprinted
+    from ganprint.scalable.metrics import latent_share
+    from ganprint.scalable.network import ScalableNetwork
+
+    assert "scalable-32-robust" in shipped_models()
+    net = ScalableNetwork.from_pretrained("scalable-32-robust")
+    assert net.config.fingerprint_size == 32
+    assert latent_share(net.G, net.config.z_dim, 32) > 0.9  # z, not the code, decides the content
+    g = torch.Generator().manual_seed(11)
+    fp, other = torch.randint(0, 2, (2, 32), generator=g).float()
+    images = (export_fingerprinted(net, fp).generate(torch.randn(64, 128, generator=g)) * 255).round() / 255
+    own = net.detect(images, expected=fp)
+    assert own.bit_accuracy.mean() > 0.99 and sum(own.detected) == 64
+    assert sum(net.detect(images, expected=other).detected) == 0
+    assert sum(net.detect(held_out_images(32), expected=fp).detected) == 0  # photos: no fingerprint
+    for attack, value in (("jpeg", 75), ("noise", 0.05), ("blur", 1.0), ("crop", 0.9), ("brightness", 0.7),
+                          ("brightness", 1.3)):  # fmt: skip
+        attacked = ATTACKS[attack](images, value, seed=1)
+        assert net.detect(attacked, expected=fp).bit_accuracy.mean() >= 0.95, (attack, value)
+
+
 def test_demo_attributes_the_three_scalable_models(tmp_path):
     figures = run_demo(tmp_path, count=4, echo=lambda s: None)["scalable"]
     assert figures["attribution_accuracy"] >= 0.95

@@ -10,13 +10,17 @@
 # and running the recipe again continues the run exactly.
 # TOTAL_KIMG: the shipped snapshot's kimg is in its config.json ("training": {"kimg": ...}).
 #
-# NAME and AUGMENT (environment) make the immunized variant: recipes/scalable-32-immunized/recipe.sh.
+# NAME, AUGMENT, BITS, CODE_WEIGHT and CONSISTENCY_WEIGHT (environment) make the immunized variants:
+# recipes/scalable-32-immunized/recipe.sh and recipes/scalable-32-robust/recipe.sh.
 #
 #   bash recipes/scalable-32/recipe.sh [WORK_DIR] [TOTAL_KIMG]
 set -euo pipefail
 name=${NAME:-scalable-32}
 work=${1:-runs/$name-recipe}
 total_kimg=${2:-300}
+bits=${BITS:-128}                # fingerprint length
+code_weight=${CODE_WEIGHT:-10}   # weight of F's code loss against the adversarial loss
+consistency_weight=${CONSISTENCY_WEIGHT:-2}  # weight of G(z, c) ~ G(z, c'): keeps z deciding the content
 mkdir -p "$work"
 # Immunized training: F reads G's images through these perturbations, and is tuned through them.
 train_augment=() tune_augment=()
@@ -31,15 +35,15 @@ if [ ! -f "$work/fashion-mnist-32.zip" ]; then
 fi
 
 # 2. Train (or continue the earlier run of this recipe).
-run=$(ls -d "$work"/0*-scalable-cpu32-32px-128b 2>/dev/null | tail -n 1 || true)
+run=$(ls -d "$work"/0*-scalable-cpu32-32px-${bits}b 2>/dev/null | tail -n 1 || true)
 if [ -n "$run" ] && [ -f "$run/checkpoint.pt" ]; then
     ganprint scalable train --resume "$run" --total-kimg "$total_kimg"
 else
     ganprint scalable train --data "$work/fashion-mnist-32.zip" --output-dir "$work" --preset cpu32 \
-        --watermark-size 128 --decoder-lr 0.01 --gamma 1 --c-reconstruction-weight 10 \
-        --decode-both true --decode-uint8 true "${train_augment[@]}" \
+        --watermark-size "$bits" --decoder-lr 0.01 --gamma 1 --c-reconstruction-weight "$code_weight" \
+        --consistency-weight "$consistency_weight" --decode-both true --decode-uint8 true "${train_augment[@]}" \
         --total-kimg "$total_kimg" --seed 0 --metrics-kimg 20 --snapshot-kimg 20 --tick-kimg 1
-    run=$(ls -d "$work"/0*-scalable-cpu32-32px-128b | tail -n 1)
+    run=$(ls -d "$work"/0*-scalable-cpu32-32px-${bits}b | tail -n 1)
 fi
 
 # 3. Tune the decoder alone on the final snapshot's generator (8-bit images; G is unchanged).
