@@ -86,17 +86,20 @@ def main() -> None:
     bits = {s.name: s.fingerprint_length for s in subjects}
     print("networks: " + ", ".join(f"{n} ({bits[n]} bits)" for n in columns) + f"; judged: {judged}")
     print(f"{args.images} generated images each, 8-bit; {minutes:.1f} min")
-    print(f"bit accuracy (detected share at FPR {args.fpr:g}); target >= {TARGET_ACCURACY} per attack")
-    print(f"{'attack':<18}" + "".join(f"{c:>26}" for c in columns) + f"{'target':>9}")
+    print(f"bit accuracy (detected share at FPR {args.fpr:g}); target >= {TARGET_ACCURACY} per attack; "
+          f"PSNR: {judged}'s attacked images (or attacked model's) against its own, dB")  # fmt: skip
+    print(f"{'attack':<18}" + "".join(f"{c:>26}" for c in columns) + f"{'target':>9}{'PSNR':>8}")
     table, passed = {}, True
     for label in ["none", *(lv.label for lv in levels)]:
         rows = {c: result.row(c, label) for c in columns}
         ok = rows[judged]["bit_accuracy"] >= TARGET_ACCURACY
         passed &= ok
         table[label] = {**{c: r["bit_accuracy"] for c, r in rows.items()},
-                        **{f"{c}_detected": r["detection_rate"] for c, r in rows.items()}}  # fmt: skip
+                        **{f"{c}_detected": r["detection_rate"] for c, r in rows.items()},
+                        **{f"{c}_psnr_attack": r["psnr_attack"] for c, r in rows.items()}}  # fmt: skip
         cells = "".join(f"{r['bit_accuracy']:>19.4f} ({r['detection_rate']:.2f})" for r in rows.values())
-        print(f"{label:<18}{cells}{'pass' if ok else 'FAIL':>9}")
+        psnr = rows[judged]["psnr_attack"]
+        print(f"{label:<18}{cells}{'pass' if ok else 'FAIL':>9}" + (f"{psnr:>8.1f}" if label != "none" else ""))
     if fd:
         table["frechet_distance_stand_in"] = {c: fd[spec] for c, spec in zip(columns, networks)}
         print(f"{'FD (stand-in)':<18}" + "".join(f"{fd[spec]:>26.3f}" for spec in networks))
