@@ -53,8 +53,28 @@ def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise GanprintError(f"{path}: not a readable safetensors file ({reason})") from None
 
 
+def first_non_finite(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, or None."""
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def refuse_non_finite(state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """A corrupted download or a diverged fine-tune gives NaN weights, whose outputs are nonsense that
+    still look like verdicts (all-black images, constant bits): refuse them at load."""
+    name = first_non_finite(state_dict)
+    if name is not None:
+        raise GanprintError(
+            f"{source}: weight {name} holds NaN or infinite values; the model is broken (a corrupted file or a "
+            f"diverged training run); use another copy or snapshot"
+        )
+
+
 def load_state(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """load_state_dict(strict=True) with a one-line error naming the file and the first mismatch."""
+    """load_state_dict(strict=True) with a one-line error naming the file and the first mismatch;
+    non-finite weights are refused."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -67,6 +87,7 @@ def load_state(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], sou
                 f"{source}: weights do not fit this model ({name} has shape {tuple(tensor.shape)}, "
                 f"expected {tuple(expected[name].shape)})"
             )
+    refuse_non_finite(state_dict, source)
     module.load_state_dict(state_dict, strict=True)
 
 

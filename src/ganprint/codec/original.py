@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganprint.checkpoint import refuse_non_finite
 from ganprint.errors import GanprintError
 
 __all__ = [
@@ -388,6 +389,7 @@ def read_original_checkpoint(path: str | os.PathLike, resolution: int | None = N
             raise GanprintError(f"{path}: {kind} tensor {key} is {state[key].dtype}, expected floating point")
 
     clean = {k: state[k].detach().to(device="cpu", dtype=torch.float32).contiguous() for k in expected}
+    refuse_non_finite(clean, path)
     return OriginalCheckpoint(kind, clean, length, resolution, path)
 
 
