@@ -23,6 +23,7 @@ from .fid import fid
 from .gan import gan
 from .registry import registry
 from .scalable import scalable
+from .serve import serve
 from .transfer import transfer
 
 
@@ -53,6 +54,7 @@ cli.add_command(scalable)
 cli.add_command(gan)
 cli.add_command(transfer)
 cli.add_command(fid)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:
