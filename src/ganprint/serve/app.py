@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..attribution import summarize
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE
-from ..errors import GanprintError
+from ..errors import BadImageError, GanprintError
 from ..registry import DEFAULT_TIMEOUT
 from .batching import Batcher
 from .limits import BodySizeLimit, Limits, RequestTimeout, ServeError, check_image_count, read_upload
@@ -230,6 +230,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def on_serve_error(request: Request, error: ServeError):
         return error_response(request, error)
 
+    @app.exception_handler(GanprintError)
+    async def on_library_error(request: Request, error: GanprintError):
+        if isinstance(error, BadImageError):
+            return error_response(request, ServeError(422, "bad_image", str(error)))
+        # the library refused to give a verdict (e.g. a decoder's non-finite output): the server's fault
+        return error_response(request, ServeError(500, "no_verdict", f"{error}"))
+
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, error: RequestValidationError):
         problems = []
@@ -294,8 +301,8 @@ def create_app(settings: Settings) -> FastAPI:
         fpr = check_fpr(fpr) or settings.false_positive_rate
         attributor = await asyncio.to_thread(registry.attributor, chosen, fpr)  # first: a 503 costs no inference
         names, decoded = await read_images(request, images)
-        logits = await chosen.batcher.decode(decoded)
-        results = await asyncio.to_thread(attributor.attribute_logits, logits, names)
+        logits, seen = await chosen.batcher.decode(decoded)
+        results = await asyncio.to_thread(attributor.attribute_logits, logits, names, seen)
         records = [r.to_json() for r in results]
         count(request, endpoint, chosen, records)
         return {"model": chosen.name, "method": chosen.method, "false_positive_rate": fpr,
@@ -324,8 +331,8 @@ def create_app(settings: Settings) -> FastAPI:
         fpr = check_fpr(fpr) or settings.false_positive_rate
         bits = parse_expected(expected, chosen)
         names, decoded = await read_images(request, images)
-        logits = await chosen.batcher.decode(decoded)
-        records = await asyncio.to_thread(detection_records, chosen, logits, names, bits, fpr)
+        logits, seen = await chosen.batcher.decode(decoded)
+        records = await asyncio.to_thread(detection_records, chosen, logits, seen, names, bits, fpr)
         count(request, "detect", chosen, records)
         return {"model": chosen.name, "method": chosen.method, "false_positive_rate": fpr, "results": records}
 

@@ -31,10 +31,11 @@ class _Uploads(ImageSource):
         return self.images[i]
 
 
-def decode_images(decoder: Decoder, images: Sequence[Image.Image]) -> torch.Tensor:
-    """Logits (N, L) of decoded RGB images, preprocessed as the CLI does (Decoder.decode_source)."""
-    parts = [logits for _, logits in decoder.decode_source(_Uploads(images), max(1, len(images)), strict=True)]
-    return torch.cat(parts)
+def decode_images(decoder: Decoder, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, L), the images (N, 3, R, R) as the decoder saw them) of decoded RGB images,
+    preprocessed as the CLI does (Decoder.read_source); the verdicts need both."""
+    parts = list(decoder.read_source(_Uploads(images), max(1, len(images)), strict=True))
+    return torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
 
 class Batcher:
@@ -60,8 +61,8 @@ class Batcher:
                 pass
         self._executor.shutdown(wait=True)
 
-    async def decode(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Logits (len(images), L); a request's images stay together in one decoder call."""
+    async def decode(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (len(images), L), preprocessed images); a request's images stay in one decoder call."""
         if self._queue is None:
             raise RuntimeError("Batcher.start() was not called")
         future = asyncio.get_running_loop().create_future()
@@ -82,7 +83,7 @@ class Batcher:
                 continue
             images = [im for batch, _ in jobs for im in batch]
             try:
-                logits = await loop.run_in_executor(self._executor, decode_images, self.decoder, images)
+                logits, seen = await loop.run_in_executor(self._executor, decode_images, self.decoder, images)
             except Exception as e:  # the requests get the error; the batcher keeps running
                 for _, future in jobs:
                     if not future.done():
@@ -93,5 +94,5 @@ class Batcher:
             start = 0
             for batch, future in jobs:
                 if not future.done():
-                    future.set_result(logits[start : start + len(batch)])
+                    future.set_result((logits[start : start + len(batch)], seen[start : start + len(batch)]))
                 start += len(batch)

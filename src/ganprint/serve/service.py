@@ -96,15 +96,11 @@ def check_fpr(value: float | None) -> float | None:
     return value
 
 
-def detection_records(model: ServedModel, logits: torch.Tensor, names: list[str], expected: torch.Tensor,
-                      fpr: float) -> list[dict]:  # fmt: skip
-    """Per image against one expected fingerprint: DetectionResult.records() plus a verdict."""
-    result = DetectionResult.from_logits(logits, expected, fpr, model.null)
-    out = []
-    for record in result.records(names):
-        verdict = record.get("verdict") or ("fingerprinted" if record["detected"] else "not-fingerprinted")
-        out.append({**record, "verdict": verdict, "model": model.name, "false_positive_rate": fpr})
-    return out
+def detection_records(model: ServedModel, logits: torch.Tensor, images: torch.Tensor, names: list[str],
+                      expected: torch.Tensor, fpr: float) -> list[dict]:  # fmt: skip
+    """Per image against one expected fingerprint: DetectionResult.records(), verdict included."""
+    result = DetectionResult.from_logits(logits, expected, fpr, model.null, images=images)
+    return [{**record, "model": model.name, "false_positive_rate": fpr} for record in result.records(names)]
 
 
 # ------------------------------------------------------------------------------------ registry

@@ -12,6 +12,7 @@ const WORDS = {
   "attributed": ["Made by a registered model", "attributed"],
   "fingerprinted-unknown": ["Fingerprinted, but by no single registered model", "unknown"],
   "not-fingerprinted": ["No fingerprint found", "clean"],
+  "not-enough-signal": ["Too little detail to decide", "unknown"],
 };
 
 function el(tag, attrs, text) {
