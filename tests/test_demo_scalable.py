@@ -99,7 +99,8 @@ def test_a_perfect_decoder_attributes_every_image_to_its_model(tiny_network, tmp
     assert len(made) == 3 and result["skipped"] is None
     assert [parse_fingerprint(h, 64).tolist() for h in result["fingerprints"].values()] == [m[1].tolist() for m in made]
     assert result["attribution_accuracy"] == 1.0 and result["attributed_correctly"] == 24
-    assert result["verdicts"] == {"attributed": 24, "fingerprinted-unknown": 0, "not-fingerprinted": 0}
+    assert result["verdicts"] == {"attributed": 24, "fingerprinted-unknown": 0, "not-fingerprinted": 0,
+                                  "not-enough-signal": 0}
     assert all(r["attributed_to"] == r["model"] and r["bit_accuracy"] == 1.0 for r in result["per_image"])
     assert [r["model"] for r in result["per_image"]] == [m for m in SCALABLE_MODELS for _ in range(PER_MODEL)]
     # 64 matching bits of 64: p = 2^-64, times 3 fingerprints

@@ -13,8 +13,10 @@ Verdicts:
   fingerprinted-unknown  the image is fingerprinted but no single registered model explains it:
                          (a) two or more registered fingerprints lie within the radius (ambiguous), or
                          (b) the decoder's confidence exceeds the calibrated clean-image threshold
-                             (ganprint.calibration) while no registered fingerprint matches.
+                             (ganprint.calibration) while no registered fingerprint matches; not for
+                             palette-quantized images, whose dithering is outside the calibration.
   not-fingerprinted      neither; includes every image when the registry is empty and uncalibrated.
+  not-enough-signal      the image is too flat to decide (ganprint.texture): no verdict is given.
 
 Matching: fingerprints are packed 64 bits to a word; distances are XOR + popcount, exact. faiss's
 binary flat index does it when installed (about 1e9 comparisons per second per core), numpy's
@@ -33,7 +35,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from .detection import DEFAULT_FALSE_POSITIVE_RATE, NullModel, confidence
+from .detection import DEFAULT_FALSE_POSITIVE_RATE, NullModel, check_finite, confidence
+from .texture import ImageSignal
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -41,7 +44,8 @@ if TYPE_CHECKING:
 ATTRIBUTED = "attributed"
 UNKNOWN = "fingerprinted-unknown"
 NOT_FINGERPRINTED = "not-fingerprinted"
-VERDICTS = (ATTRIBUTED, UNKNOWN, NOT_FINGERPRINTED)
+NOT_ENOUGH_SIGNAL = "not-enough-signal"
+VERDICTS = (ATTRIBUTED, UNKNOWN, NOT_FINGERPRINTED, NOT_ENOUGH_SIGNAL)
 _LN10 = math.log(10)
 
 
@@ -271,24 +275,35 @@ class Attributor:
         log_corrected = min(0.0, log_p + self._log_n)
         return math.exp(log_p), math.exp(log_corrected), max(0.0, -log_corrected / _LN10)
 
-    def attribute_logits(self, logits: torch.Tensor, names: Sequence[str] | None = None) -> list[Attribution]:
+    def attribute_logits(self, logits: torch.Tensor, names: Sequence[str] | None = None,
+                         images: torch.Tensor | None = None) -> list[Attribution]:  # fmt: skip
+        """Verdicts from logits (N, L); `images` (N, 3, R, R), those the logits were read from, add the
+        texture check (flat images: not-enough-signal) and the palette check. Every CLI path gives them."""
         logits = torch.as_tensor(logits).detach().float().cpu()
         if logits.ndim != 2 or logits.shape[1] != self.length:
             raise ValueError(f"expected logits of shape (N, {self.length}), got {tuple(logits.shape)}")
-        return self.attribute_bits((logits > 0).numpy(), confidence(logits).tolist(), names)
+        check_finite(logits)
+        signal = ImageSignal.measure(images) if images is not None else None
+        if signal is not None and len(signal) != logits.shape[0]:
+            raise ValueError(f"{len(signal)} images for {logits.shape[0]} rows of logits")
+        return self.attribute_bits((logits > 0).numpy(), confidence(logits).tolist(), names, signal)
 
     def attribute_bits(self, bits, confidences: Sequence[float] | None = None,
-                       names: Sequence[str] | None = None) -> list[Attribution]:  # fmt: skip
+                       names: Sequence[str] | None = None, signal: ImageSignal | None = None) -> list[Attribution]:  # fmt: skip
         bits = np.asarray(bits.detach().cpu().numpy() if isinstance(bits, torch.Tensor) else bits) > 0.5
         hits = self.index.search(bits, self.report_radius)
         out = []
         for i, (dist, rows) in enumerate(hits):
             conf = float(confidences[i]) if confidences is not None else float("nan")
             name = names[i] if names is not None else str(i)
-            out.append(self._verdict(name, bits[i], dist, rows, conf))
+            result = self._verdict(name, bits[i], dist, rows, conf, palette=signal is not None and signal.palette[i])
+            if signal is not None and not signal.enough[i]:
+                result.verdict, result.model, result.reason = NOT_ENOUGH_SIGNAL, None, signal.reason(i)
+            out.append(result)
         return out
 
-    def _verdict(self, name: str, bits: np.ndarray, dist: np.ndarray, rows: np.ndarray, conf: float) -> Attribution:
+    def _verdict(self, name: str, bits: np.ndarray, dist: np.ndarray, rows: np.ndarray, conf: float,
+                 palette: bool = False) -> Attribution:  # fmt: skip
         within = int(np.sum(dist <= self.decision_radius))
         bit_string = "".join("1" if b else "0" for b in bits.tolist())
         if len(dist):
@@ -306,7 +321,7 @@ class Attributor:
             verdict = UNKNOWN
             others = ", ".join(self.models[int(r)] for r in rows[:within][:3])
             reason = f"ambiguous: {within} registered fingerprints within {self.decision_radius} bits ({others})"
-        elif self.confidence_threshold is not None and conf > self.confidence_threshold:
+        elif self.confidence_threshold is not None and conf > self.confidence_threshold and not palette:
             verdict = UNKNOWN
             reason = (f"decoder confidence {conf:.3f} above the clean-image threshold {self.confidence_threshold:.3f}; "
                       "no registered fingerprint matches")  # fmt: skip
@@ -323,6 +338,9 @@ class Attributor:
                 reason = f"nearest {nearest} at {d} bits; corrected p {p_corr:.2g} > {self.false_positive_rate:g}"
             if self.confidence_threshold is None:
                 reason += "; uncalibrated decoder: unregistered fingerprints cannot be recognised"
+            elif palette and conf > self.confidence_threshold:
+                reason += (f"; confidence {conf:.3f} not used: a palette-quantized image (at most 256 colours), "
+                           "whose dithering is outside the clean-image calibration")  # fmt: skip
         return Attribution(name, verdict, model, nearest, d, matches, acc, p, p_corr, nlp, within,
                            self.registry_size, conf, reason, bit_string)  # fmt: skip
 
@@ -360,5 +378,6 @@ def attribute(
             reg, method, decoder.fingerprint_length, false_positive_rate=false_positive_rate,
             null=cal.null_model() if cal else None, confidence_threshold=cal.confidence_threshold if cal else None,
         )  # fmt: skip
-    logits = decoder.decode_logits(torch.as_tensor(images).float()).detach().float().cpu()
-    return attributor.attribute_logits(logits, names)
+    images = torch.as_tensor(images).float()
+    logits = decoder.decode_logits(images).detach().float().cpu()
+    return attributor.attribute_logits(logits, names, images=images)

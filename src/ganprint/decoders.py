@@ -61,9 +61,22 @@ class Decoder:
         on_bad: Callable[[str, str], None] | None = None,
     ) -> Iterator[tuple[list[str], torch.Tensor]]:
         """(names, logits) a batch at a time over a source; bad images are skipped (or raise if strict)."""
+        for names, logits, _ in self.read_source(source, batch_size, celeba, strict, on_bad):
+            yield names, logits
+
+    def read_source(
+        self,
+        source: ImageSource,
+        batch_size: int = 64,
+        celeba: bool = False,
+        strict: bool = False,
+        on_bad: Callable[[str, str], None] | None = None,
+    ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]:
+        """(names, logits, images) a batch at a time: the images as the decoder saw them, which every
+        verdict needs for its texture check (ganprint.texture)."""
         for names, images in iterate_batches(source, self.resolution, batch_size, celeba=celeba, strict=strict,
                                              on_bad=on_bad):  # fmt: skip
-            yield names, self.decode_logits(images).detach().float().cpu()
+            yield names, self.decode_logits(images).detach().float().cpu(), images
 
 
 def codec_decoder(codec, name: str, model_dir: Path | None = None, weights_file: Path | None = None) -> Decoder:

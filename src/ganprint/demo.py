@@ -95,6 +95,8 @@ def run_demo(
 
 
 def _verdict(result: DetectionResult, i: int) -> str:
+    if not result.enough_signal[i]:
+        return "no signal"  # too flat to decide (ganprint.texture)
     return "FINGERPRINTED" if result.detected[i] else "not detected"
 
 
@@ -147,12 +149,12 @@ def run_scalable_demo(
     calibration = load_calibration(decoder)
     null = calibration.null_model() if calibration else None
     own = fingerprints.repeat_interleave(images_per_model, dim=0)
-    detection = DetectionResult.from_logits(logits, own, null=null)
+    detection = DetectionResult.from_logits(logits, own, null=null, images=reloaded)
     accuracy = (detection.bits[:, None, :] == fingerprints[None]).float().mean(dim=-1)  # (images, models)
     names = [f"{p.parent.name}/{p.name}" for p in paths]
     attributor = Attributor(SCALABLE_MODELS, fingerprints, null=null,
                             confidence_threshold=calibration.confidence_threshold if calibration else None)  # fmt: skip
-    results = attributor.attribute_logits(logits, names)
+    results = attributor.attribute_logits(logits, names, images=reloaded)
 
     rows = []
     echo(f"\n{'image':<22}{'model':>6}{'attributed':>12}{'bit acc':>9}{'best other':>12}{'-log10 p':>10}  verdict")

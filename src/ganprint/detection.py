@@ -13,6 +13,9 @@ images that do not carry the fingerprint:
 
 An image is `detected` when its p-value is at most the false-positive rate (default 1e-6: about one
 clean image in a million is called fingerprinted), i.e. when k reaches `null.threshold(rate)`.
+
+Given the images too, an image without enough texture (ganprint.texture) gets no verdict: it is
+"not-enough-signal", never detected. Non-finite logits are an error (a broken model), never bits.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .errors import GanprintError
 from .stats import bit_accuracy, log_binomial_sf, match_threshold
+from .texture import ImageSignal
 
 DEFAULT_FALSE_POSITIVE_RATE = 1e-6  # chance that a clean image is called fingerprinted
+DETECTED, NOT_DETECTED, UNDECIDED = "detected", "not-detected", "not-enough-signal"
 _LN10 = math.log(10)
 
 
@@ -98,6 +104,17 @@ class NullModel:
         return int(passing[0]) if len(passing) else self.length + 1
 
 
+def check_finite(values: torch.Tensor, what: str = "the decoder") -> None:
+    """NaN or infinite outputs come from a broken model or input, and are no evidence of anything."""
+    finite = torch.isfinite(values.detach())
+    if not bool(finite.all()):
+        rows = int((~finite.reshape(finite.shape[0], -1).all(dim=1)).sum()) if finite.ndim else 1
+        raise GanprintError(
+            f"{what} produced NaN or infinite outputs for {rows} image(s); the model is broken or the input is "
+            f"out of range, so no verdict can be given"
+        )
+
+
 def confidence(logits: torch.Tensor) -> torch.Tensor:
     """Per image, how sure the decoder is of its *least certain* bits, in [0, 1]: the mean of
     tanh(|logit| / 2) = |2 sigmoid(logit) - 1| over the lowest tenth of the bits (at least one).
@@ -119,6 +136,8 @@ class DetectionResult:
     sigmoid, all (N, L); `confidence` is one score per image (see `confidence`). When an expected
     fingerprint was given, `matches`, `bit_accuracy`, `p_value` and `neg_log10_p` hold one value per
     image under `null`, and `detected` is p_value <= false_positive_rate (matches >= `threshold`).
+    `signal` (when the images were given) measures their texture; an image without enough of it is
+    never detected and its verdict is "not-enough-signal".
     """
 
     bits: torch.Tensor
@@ -133,6 +152,7 @@ class DetectionResult:
     null: NullModel | None = None
     threshold: int | None = None
     confidence: torch.Tensor | None = None
+    signal: ImageSignal | None = None
 
     def __len__(self) -> int:
         return self.bits.shape[0]
@@ -149,10 +169,16 @@ class DetectionResult:
         expected: torch.Tensor | None = None,
         false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE,
         null: NullModel | None = None,
+        images: torch.Tensor | None = None,
     ) -> "DetectionResult":
+        """`images`: the (N, 3, R, R) images the logits were read from, for the texture check."""
         logits = logits.detach().float().cpu()
         if logits.ndim != 2:
             raise ValueError(f"expected logits of shape (N, L), got {tuple(logits.shape)}")
+        check_finite(logits)
+        signal = ImageSignal.measure(images) if images is not None else None
+        if signal is not None and len(signal) != logits.shape[0]:
+            raise ValueError(f"{len(signal)} images for {logits.shape[0]} rows of logits")
         if null is not None and null.length != logits.shape[1]:
             raise ValueError(f"null model is for {null.length} bits, the logits have {logits.shape[1]}")
         result = cls(
@@ -161,6 +187,7 @@ class DetectionResult:
             false_positive_rate=false_positive_rate,
             null=null or NullModel.fair(logits.shape[1]),
             confidence=confidence(logits),
+            signal=signal,
         )
         if expected is not None:
             result.compare(expected)
@@ -182,8 +209,31 @@ class DetectionResult:
         self.p_value = [null.p_value(k) for k in self.matches]
         self.neg_log10_p = [null.neg_log10_p(k) for k in self.matches]
         self.threshold = null.threshold(self.false_positive_rate)
-        self.detected = [k >= self.threshold for k in self.matches]
+        enough = self.enough_signal
+        self.detected = [k >= self.threshold and ok for k, ok in zip(self.matches, enough)]
         return self
+
+    @property
+    def enough_signal(self) -> list[bool]:
+        """Per image, whether it has enough texture for a verdict (True when the images were not given)."""
+        return self.signal.enough if self.signal is not None else [True] * len(self)
+
+    @property
+    def undecided(self) -> int:
+        """Images without enough signal to decide."""
+        return self.enough_signal.count(False)
+
+    def verdict(self, i: int) -> str | None:
+        """"detected", "not-detected" or "not-enough-signal" for image i (None without an expected fingerprint)."""
+        if not self.enough_signal[i]:
+            return UNDECIDED
+        if self.expected is None:
+            return None
+        return DETECTED if self.detected[i] else NOT_DETECTED
+
+    def reason(self, i: int) -> str | None:
+        """Why image i has no verdict, or None when it has one."""
+        return self.signal.reason(i) if not self.enough_signal[i] else None
 
     def records(self, names: Sequence[str] | None = None) -> list[dict]:
         """One JSON-ready dict per image (bits as a 0/1 string)."""
@@ -192,6 +242,11 @@ class DetectionResult:
             row = {"name": names[i] if names is not None else i}
             row["bits"] = "".join("1" if v > 0.5 else "0" for v in self.bits[i].tolist())
             row["confidence"] = float(self.confidence[i]) if self.confidence is not None else None
+            row["verdict"] = self.verdict(i)
+            if self.signal is not None:
+                row["texture"] = float(self.signal.texture[i])
+                if not self.enough_signal[i]:
+                    row["reason"] = self.reason(i)
             if self.expected is not None:
                 row.update(matches=self.matches[i], bit_accuracy=float(self.bit_accuracy[i]),
                            p_value=self.p_value[i], neg_log10_p=self.neg_log10_p[i],

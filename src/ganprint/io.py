@@ -34,6 +34,14 @@ def _umask() -> int:
     return mask
 
 
+def staging_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new empty folder in `parent` for output that is renamed into place when complete. mkdtemp
+    makes it 0700; an output folder gets the usual umask-based mode, as `mkdir` would give it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

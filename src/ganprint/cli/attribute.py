@@ -1,7 +1,7 @@
 """`ganprint attribute`: which registered model made each image, with a verdict users can trust.
 
-Exit codes: 0 at least one image was attributed or found fingerprinted; 3 nothing was detected (all
-images "not-fingerprinted"); 1 an error; 2 a usage error.
+Exit codes: 0 at least one image was attributed or found fingerprinted; 3 nothing was detected (every
+image "not-fingerprinted" or "not-enough-signal"); 1 an error; 2 a usage error.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def attribute(location, paths, model, method, false_positive_rate, calibration, 
     """Attribute images to registered models: decode each image's fingerprint, find the nearest
     registered fingerprint by Hamming distance, correct its p-value for the number of registered
     fingerprints (Bonferroni), and give a verdict: attributed (to one model), fingerprinted-unknown,
-    or not-fingerprinted. PATH: image files, folders (recursive), .zip files.
+    or not-fingerprinted; a flat image (almost no texture) gets not-enough-signal instead. PATH: image
+    files, folders (recursive), .zip files.
 
     \b
     Exit codes: 0 something was attributed or detected; 3 nothing detected; 1 error; 2 usage error.
@@ -89,7 +90,7 @@ def attribute(location, paths, model, method, false_positive_rate, calibration, 
       ganprint attribute --registry fp.db --jsonl --fpr 1e-9 a.png b.png more/ > verdicts.jsonl
       ganprint attribute --registry fp.db --method scalable --model net/ samples.zip
     """
-    from ..attribution import ATTRIBUTED, Attributor, summarize
+    from ..attribution import ATTRIBUTED, NOT_ENOUGH_SIGNAL, UNKNOWN, Attributor, summarize
     from ..calibration import load_calibration
     from ..decoders import load_decoder
     from ..registry import Registry
@@ -135,9 +136,9 @@ def attribute(location, paths, model, method, false_positive_rate, calibration, 
     results = []
     bar = tqdm(total=total, desc="attribute", unit="img", disable=quiet, dynamic_ncols=True)
     for prefix, source in sources:
-        for names, logits in decoder.decode_source(source, batch_size, celeba=celeba, strict=strict):
+        for names, logits, images in decoder.read_source(source, batch_size, celeba=celeba, strict=strict):
             shown = [str(Path(prefix) / n) if prefix and source.spec != "samples" else n for n in names]
-            batch = attributor.attribute_logits(logits, shown)
+            batch = attributor.attribute_logits(logits, shown, images=images)
             for r in batch:
                 click.echo(json.dumps(r.to_json()) if as_jsonl else _row(r))
             results.extend(batch)
@@ -146,8 +147,9 @@ def attribute(location, paths, model, method, false_positive_rate, calibration, 
     counts = summarize(results)
     click.echo(
         f"{len(results)} images: {counts[ATTRIBUTED]} attributed, {counts['fingerprinted-unknown']} "
-        f"fingerprinted-unknown, {counts['not-fingerprinted']} not-fingerprinted",
+        f"fingerprinted-unknown, {counts['not-fingerprinted']} not-fingerprinted"
+        + (f", {counts[NOT_ENOUGH_SIGNAL]} not enough signal to decide" if counts[NOT_ENOUGH_SIGNAL] else ""),
         err=True,
     )
-    if counts["not-fingerprinted"] == len(results):
+    if counts[ATTRIBUTED] + counts[UNKNOWN] == 0:
         sys.exit(EXIT_NOTHING_DETECTED)  # SystemExit: click's non-standalone mode would swallow ctx.exit(3)

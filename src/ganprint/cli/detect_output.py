@@ -29,3 +29,6 @@ def echo_detect_summary(summary, false_positive_rate: float, as_json: bool, **ex
             f"(-log10 {summary.pooled_neg_log10_p:.1f}; assumes independent images, optimistic when the "
             "decoder has a bias on them)"
         )
+    if getattr(summary, "undecided", 0):
+        click.echo(f"{summary.undecided} images: not enough signal to decide (too flat to carry a readable "
+                   "fingerprint); left out of the set's p-values")  # fmt: skip

@@ -18,7 +18,7 @@ from torch import nn
 from .. import checkpoint
 from ..data import pil_to_tensor, preprocess, tensor_to_pil, to_rgb
 from ..device import resolve_device
-from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult
+from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult, check_finite
 from ..errors import GanprintError
 from ..fingerprints import parse_fingerprint
 from ..pretrained import resolve_model_dir
@@ -132,6 +132,7 @@ class FingerprintCodec(nn.Module):
             mean_preserving = getattr(self.encoder, "mean_preserving", False)
             outs.append(marked if refiner is None else refiner(self.decoder, x, b, marked, mean_preserving))
         out = torch.cat(outs)
+        check_finite(out, "the encoder")  # a broken model must not write black "fingerprinted" images
         return self._give_back(out, kind)
 
     @torch.inference_mode()
@@ -150,11 +151,13 @@ class FingerprintCodec(nn.Module):
         false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE,
         batch_size: int = 256,
     ) -> DetectionResult:
-        """Read fingerprints; with `expected` (bits, (N, L) or a string) add accuracy, p-values, verdicts."""
-        logits = self.decode_logits(images, batch_size)
+        """Read fingerprints; with `expected` (bits, (N, L) or a string) add accuracy, p-values, verdicts.
+        Flat images (ganprint.texture) get no verdict: never detected, verdict "not-enough-signal"."""
+        batch, _ = self._as_batch(images)
+        logits = self.decode_logits(batch, batch_size)
         if isinstance(expected, str):
             expected = parse_fingerprint(expected, self.config.fingerprint_length)
-        return DetectionResult.from_logits(logits, expected, false_positive_rate)
+        return DetectionResult.from_logits(logits, expected, false_positive_rate, images=batch)
 
     @staticmethod
     def _give_back(out: torch.Tensor, kind: str):

@@ -16,7 +16,6 @@ import csv
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ from ..data import iterate_batches, open_source, tensor_to_pil, unique_output_na
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult, NullModel
 from ..errors import GanprintError
 from ..fingerprints import bits_to_str, parse_fingerprint, read_fingerprint_file
-from ..io import atomic_path
+from ..io import atomic_path, staging_dir
 from ..stats import neg_log10_p_value, p_value
 from ..visualize import save_png
 from .codec import FingerprintCodec
@@ -59,6 +58,7 @@ class DetectSummary:
     consensus_matches: int | None = None
     consensus_p_value: float | None = None
     detected: int = 0  # images whose own p-value passes the false-positive rate
+    undecided: int = 0  # images too flat for a verdict (ganprint.texture); left out of the set's statistics
     false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE
     per_image: list[dict] = field(default_factory=list)  # kept only for small sets (<= 1000 images)
 
@@ -132,7 +132,7 @@ def embed_folder(
     out.mkdir(parents=True, exist_ok=True)
     # PNGs go to a staging folder that replaces fingerprinted_images/ only when every image is done,
     # so a failed or interrupted run (also with --overwrite) leaves the earlier output untouched.
-    staging = Path(tempfile.mkdtemp(prefix=f".{IMAGES_DIR}-", dir=out))
+    staging = staging_dir(out, prefix=f".{IMAGES_DIR}-")
     try:
         order, names = _ordered(source)
         count = 0
@@ -218,14 +218,19 @@ def detect_folder(
         for batch_names, images in iterate_batches(
             source, codec.config.resolution, batch_size, celeba=celeba, strict=strict, order=order, on_bad=on_bad
         ):
-            result = DetectionResult.from_logits(codec.decode_logits(images, batch_size), None, false_positive_rate, null)
-            for name, bits in zip(batch_names, result.bits):
+            result = DetectionResult.from_logits(codec.decode_logits(images, batch_size), None, false_positive_rate, null,
+                                                 images=images)  # fmt: skip
+            for name, bits, enough in zip(batch_names, result.bits, result.enough_signal):
                 out_name = names[name]
                 lines.write(f"{out_name} {bits_to_str(bits)}\n")
                 want = lookup(out_name)
                 if want is None:
                     if expected is not None:
                         unmatched.append(out_name)
+                    continue
+                if not enough:  # a flat image's bits are no evidence either way
+                    summary.undecided += 1
+                    report.writerow([out_name, "", "", "", "not-enough-signal", bits_to_str(bits)])
                     continue
                 agree = (bits > 0.5) == (want > 0.5)
                 agreeing += agree.long()

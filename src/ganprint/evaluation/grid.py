@@ -64,7 +64,7 @@ def _median(values: list[float]) -> float:
 
 
 def _detection(subject: Subject, images: torch.Tensor, expected: torch.Tensor, fpr: float) -> DetectionResult:
-    return DetectionResult.from_logits(subject.decode_logits(images), expected, fpr, null=subject.null)
+    return DetectionResult.from_logits(subject.decode_logits(images), expected, fpr, null=subject.null, images=images)
 
 
 def score(subject: Subject, attacked: torch.Tensor, reference: torch.Tensor, sample: Sample,

@@ -113,7 +113,7 @@ class ScalableNetwork(nn.Module):
                false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE) -> DetectionResult:  # fmt: skip
         if isinstance(expected, str):
             expected = self.parse_fingerprint(expected)
-        return DetectionResult.from_logits(self.decode_logits(images), expected, false_positive_rate)
+        return DetectionResult.from_logits(self.decode_logits(images), expected, false_positive_rate, images=images)
 
     # ------------------------------------------------------------------------- files
     def config_dict(self) -> dict:
