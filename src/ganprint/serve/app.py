@@ -354,12 +354,21 @@ def create_app(settings: Settings) -> FastAPI:
         entry = await asyncio.to_thread(registry.write, lambda reg: reg.get(model), 404, "not_found")
         return entry.to_json()
 
+    async def name_is_free(model: str) -> None:
+        """409 when the model already has a fingerprint; the registry's other refusals (a fingerprint
+        too close to another, a degenerate one) are 422 with the registry's own sentence."""
+        taken = await asyncio.to_thread(registry.read, lambda reg: any(e.model == model for e in reg.entries()))
+        if taken:
+            raise ServeError(409, "conflict", f"model {model!r} already has a registered fingerprint; remove it "
+                             "first to register another")  # fmt: skip
+
     @app.post("/v1/registry/issue", status_code=201, dependencies=[Depends(require_token)],
               summary="Issue and register a new fingerprint (needs a token)")  # fmt: skip
     async def registry_issue(body: IssueRequest) -> dict:
+        await name_is_free(body.model)
         (entry,) = await asyncio.to_thread(registry.write, lambda reg: reg.issue(
             body.model, body.length, method=body.method, owner=body.owner, notes=body.notes,
-            min_distance=body.min_distance), 409, "conflict")  # fmt: skip
+            min_distance=body.min_distance), 422, "rejected")  # fmt: skip
         return entry.to_json()
 
     @app.post("/v1/registry/add", status_code=201, dependencies=[Depends(require_token)],
@@ -371,9 +380,10 @@ def create_app(settings: Settings) -> FastAPI:
             normalize_fingerprint(body.fingerprint, body.length)
         except GanprintError as e:
             raise ServeError(422, "bad_field", f"fingerprint: {e}", field="fingerprint") from None
+        await name_is_free(body.model)
         entry = await asyncio.to_thread(registry.write, lambda reg: reg.add(
             body.model, body.fingerprint, method=body.method, owner=body.owner, notes=body.notes,
-            length=body.length), 409, "conflict")  # fmt: skip
+            length=body.length), 422, "rejected")  # fmt: skip
         return entry.to_json()
 
     @app.delete("/v1/registry/{model:path}", dependencies=[Depends(require_token)],
