@@ -26,6 +26,11 @@ function fmt(x, digits) {
   return x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits);
 }
 
+function sentence(text) {
+  const t = (text || "").trim();
+  return t ? t[0].toUpperCase() + t.slice(1) + (t.endsWith(".") ? "" : ".") : "";
+}
+
 function explain(r) {
   const bits = r.bits.length;
   const chance = r.neg_log10_corrected_p >= 1 ? `about 1 in 10^${Math.floor(r.neg_log10_corrected_p)}` :
@@ -36,15 +41,16 @@ function explain(r) {
       `(-log10 p ${fmt(r.neg_log10_corrected_p, 1)}; higher is stronger evidence).`;
   }
   if (r.verdict === "fingerprinted-unknown") {
-    return `The decoder reads a fingerprint with confidence, but no single registered fingerprint explains it: ${r.reason}.`;
+    return `The decoder reads a fingerprint with confidence, but no single registered fingerprint explains it. ` +
+      sentence(r.reason);
   }
   if (r.verdict === "not-fingerprinted") {
     const near = r.nearest ? `The nearest registered fingerprint (${r.nearest}) matches ${r.matches} of ${bits} bits; ` +
       `chance alone matches about half. ` : "";
     return `${near}Nothing here points to a fingerprinted model (-log10 p ${fmt(r.neg_log10_corrected_p, 1)}; ` +
-      `attribution needs strong evidence). ${r.reason}.`;
+      `attribution needs strong evidence). ${sentence(r.reason)}`;
   }
-  return r.reason || "";
+  return sentence(r.reason);
 }
 
 function showResult(card, r) {
@@ -76,11 +82,11 @@ async function check(file) {
   const card = el("article", {class: "card", "data-name": file.name, "data-verdict": "pending"});
   const thumb = el("img", {alt: file.name});
   thumb.src = URL.createObjectURL(file);
-  thumb.onerror = () => thumb.removeAttribute("src");
+  thumb.onerror = () => thumb.replaceWith(el("div", {class: "thumb-missing"}, "no preview"));
   const body = el("div", {class: "body"});
   body.append(el("h2", {}, file.name), el("p", {class: "verdict"}, "Checking…"));
   card.append(thumb, body);
-  cards.prepend(card);
+  cards.append(card);
   const form = new FormData();
   form.append("images", file, file.name);
   pending += 1;
@@ -90,7 +96,7 @@ async function check(file) {
     let payload = null;
     try { payload = await response.json(); } catch (e) { payload = null; }
     if (!response.ok) {
-      showError(card, (payload && payload.error) || `The server answered ${response.status}.`);
+      showError(card, payload && payload.error ? `${payload.error}.` : `The server answered ${response.status}.`);
     } else {
       showResult(card, payload.results[0]);
     }
