@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .detection import DEFAULT_FALSE_POSITIVE_RATE, NullModel, check_finite, confidence
+from .errors import GanprintError
 from .texture import ImageSignal
 
 if TYPE_CHECKING:
@@ -240,8 +241,8 @@ class Attributor:
         backend: str = "auto",
         threads: int | None = None,
     ):
-        if not 0 < false_positive_rate < 1:
-            raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
+        if not 0 < false_positive_rate <= 1:  # also refuses NaN
+            raise GanprintError(f"the false-positive rate must be a number in (0, 1], got {false_positive_rate}")
         self.models = list(models)
         self.index = FingerprintIndex(bits, backend=backend, threads=threads)
         if len(self.models) != self.index.size:

@@ -3,8 +3,10 @@
 Sources (`open_source(spec)`); a path that exists always wins over the keywords:
 
 * a folder, walked recursively: files ending in one of `IMAGE_EXTENSIONS` (any case), sorted by
-  relative POSIX path; names starting with "." (hidden files and folders) are skipped; symlinked
-  folders are followed, each folder at most once, so symlink loops end;
+  relative POSIX path; names starting with "." (hidden files and folders) are skipped; symlinks
+  are followed while they stay inside the folder (each folder at most once, so symlink loops end);
+  links that lead outside it are skipped with a warning naming them, unless `follow_links`
+  (`--follow-links`, `following_links`);
 * a `.zip` file: image members sorted by name; folders, hidden entries and `__MACOSX/` skipped;
 * an idx image file (`*-idx3-ubyte`, optionally `.gz`: MNIST / Fashion-MNIST), images named
   `<file name without .gz>-00000.png`;
@@ -50,6 +52,8 @@ import sys
 import warnings
 import zipfile
 import zlib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -310,10 +314,34 @@ def _no_images(spec: str) -> GanprintError:
     return GanprintError(f"{spec}: no images found (looked for {exts}, recursively)")
 
 
+# Whether folder walks follow symlinks that lead outside the folder given; the CLI's --follow-links
+# sets it for one command, library callers may pass `follow_links` to open_source instead.
+_FOLLOW_LINKS: ContextVar[bool] = ContextVar("ganprint_follow_links", default=False)
+
+
+def set_follow_links(follow: bool) -> None:
+    """Default for folder walks in this context (the CLI's --follow-links)."""
+    _FOLLOW_LINKS.set(bool(follow))
+
+
+@contextmanager
+def following_links(follow: bool = True) -> Iterator[None]:
+    token = _FOLLOW_LINKS.set(bool(follow))
+    try:
+        yield
+    finally:
+        _FOLLOW_LINKS.reset(token)
+
+
 class _FolderSource(ImageSource):
-    def __init__(self, spec: str, root: Path):
+    def __init__(self, spec: str, root: Path, follow_links: bool = False):
         self.spec, self.root = spec, root
-        self.names = _walk_images(root)
+        self.names, outside = _walk_images(root, follow_links)
+        if outside:
+            shown = ", ".join(os.path.join(spec, *n.split("/")) for n in outside[:3])
+            more = f" and {len(outside) - 3} more" if len(outside) > 3 else ""
+            print(f"warning: {spec}: not following {len(outside)} symlink(s) that lead outside the folder: "
+                  f"{shown}{more}; pass --follow-links to read them", file=sys.stderr)  # fmt: skip
         if not self.names:
             raise _no_images(spec)
 
@@ -324,9 +352,12 @@ class _FolderSource(ImageSource):
         return load_image(self.root.joinpath(*self.names[i].split("/")), name=self.location(i))
 
 
-def _walk_images(root: Path) -> list[str]:
-    """Relative POSIX names of the non-hidden image files below `root`, sorted."""
+def _walk_images(root: Path, follow_links: bool = False) -> tuple[list[str], list[str]]:
+    """Relative POSIX names of the non-hidden image files below `root`, sorted; and the names of the
+    symlinks skipped because they lead outside `root` (none when `follow_links`)."""
     found: list[str] = []
+    outside: list[str] = []
+    boundary = os.path.realpath(root)
     visited: set[tuple[int, int]] = set()
     stack = [(str(root), "")]
     while stack:
@@ -345,13 +376,26 @@ def _walk_images(root: Path) -> list[str]:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
+            if not follow_links and entry.is_symlink() and not _inside(entry.path, boundary):
+                if _is_folder(entry) or _is_image_name(entry.name):
+                    outside.append(prefix + entry.name)
+                continue
             if _is_folder(entry):
                 subfolders.append((entry.path, f"{prefix}{entry.name}/"))
             elif _is_image_name(entry.name):
                 # Broken links are kept too: they are reported as bad images, not silently lost.
                 found.append(prefix + entry.name)
         stack.extend(reversed(subfolders))
-    return sorted(found)
+    return sorted(found), sorted(outside)
+
+
+def _inside(path: str, boundary: str) -> bool:
+    """Whether `path`, links resolved, is `boundary` or below it (a broken link counts as inside: it
+    is reported as a bad image, not silently lost)."""
+    real = os.path.realpath(path)
+    if not os.path.exists(real):
+        return True
+    return os.path.commonpath([real, boundary]) == boundary
 
 
 def _is_folder(entry: os.DirEntry) -> bool:
@@ -505,8 +549,11 @@ def _fashion_mnist(spec: str) -> ImageSource:
     )
 
 
-def open_source(spec: str | os.PathLike) -> ImageSource:
-    """The ImageSource for a folder, .zip, idx file, `fashion-mnist[:train|:test]` or `samples`."""
+def open_source(spec: str | os.PathLike, follow_links: bool | None = None) -> ImageSource:
+    """The ImageSource for a folder, .zip, idx file, `fashion-mnist[:train|:test]` or `samples`.
+
+    `follow_links`: read symlinks of a folder that lead outside it (default: the context's setting,
+    normally False; see `following_links`)."""
     text = os.fspath(spec)
     path = Path(text)
     if not os.path.lexists(path):
@@ -516,7 +563,7 @@ def open_source(spec: str | os.PathLike) -> ImageSource:
             return _fashion_mnist(text)
         raise GanprintError(f"{text}: no such file or directory")
     if path.is_dir():
-        return _FolderSource(text, path)
+        return _FolderSource(text, path, _FOLLOW_LINKS.get() if follow_links is None else follow_links)
     if not path.exists():
         raise GanprintError(f"{text}: broken symbolic link")
     if path.name.lower().endswith(".zip"):

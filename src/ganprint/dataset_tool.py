@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from .data import ImageSource, load_image, open_source
 from .errors import BadImageError, GanprintError
+from .limits import check_resolution, free_bytes
 from .restricted_pickle import load_data_pickle
 
 if TYPE_CHECKING:  # annotations are strings here, so Python 3.10 never needs typing.Unpack at run time
@@ -112,8 +113,8 @@ class _Converter:
     """Brings each image to the dataset's resolution and mode; learns the resolution if not given."""
 
     def __init__(self, resolution: int | None, mode: str = "RGB", celeba: bool = False):
-        if resolution is not None and resolution < 1:
-            raise GanprintError(f"resolution must be positive, got {resolution}")
+        if resolution is not None:
+            check_resolution(resolution)  # before any image is converted to it
         self.resolution, self.mode, self.celeba = resolution, mode, celeba
         self.explicit = resolution is not None  # otherwise the first image sets it and all must match
 
@@ -328,6 +329,12 @@ def _build(
         raise GanprintError(f"--num-images must be positive, got {num_images}")
     report = on_bad or (lambda message: _warn(f"skipped {message}"))
     expected = min(x for x in (total, num_images) if x is not None) if (total or num_images) else None
+    if expected and convert.resolution:
+        raw = expected * convert.resolution**2 * (1 if convert.mode == "L" else 3)
+        free = free_bytes(out.parent)
+        if raw > free:  # PNG compression may still make it fit: a warning, not a refusal
+            _warn(f"{out}: {expected} images of {convert.resolution}x{convert.resolution} are up to "
+                  f"{raw / 2**20:.0f} MB uncompressed, and its disk has {free / 2**20:.0f} MB free")  # fmt: skip
     writer = _ZipWriter(out) if _is_zip_output(out) else _FolderWriter(out)
     count = skipped = 0
     has_labels: bool | None = None

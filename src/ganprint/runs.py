@@ -40,6 +40,22 @@ def new_run_dir(output_dir: str | os.PathLike, description: str) -> Path:
             number += 1
 
 
+def check_room_for_checkpoint(run_dir: Path, *items) -> None:
+    """Refuse a run whose first checkpoint cannot fit on its disk: 4 bytes per weight of each network
+    and 8 per parameter an (Adam) optimizer keeps, a lower bound of checkpoint.pt's size."""
+    import torch
+
+    from .limits import check_free_space
+
+    needed = 0
+    for item in items:
+        if isinstance(item, torch.nn.Module):
+            needed += 4 * sum(t.numel() for t in item.state_dict().values())
+        elif isinstance(item, torch.optim.Optimizer):
+            needed += 8 * sum(p.numel() for group in item.param_groups for p in group["params"])
+    check_free_space(run_dir, needed, "the run's checkpoint")
+
+
 class StatsLog:
     """Appends scalars to stats.jsonl and, when tensorboard is installed, to TensorBoard."""
 

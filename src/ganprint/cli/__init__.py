@@ -12,6 +12,7 @@ import sys
 import click
 
 from ..errors import GanprintError
+from ..limits import describe_os_error
 from .attacks import attacks
 from .attribute import attribute
 from .calibrate import calibrate
@@ -40,6 +41,9 @@ def cli() -> None:
       ganprint codec detect --data_dir out/fingerprinted_images --output_dir det/ \\
           --expected out/embedded_fingerprints.txt
     """
+    from ..data import set_follow_links
+
+    set_follow_links(False)  # runs before the command's own options: only its --follow-links can change it
 
 
 cli.add_command(codec)
@@ -73,6 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except GanprintError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:  # a full disk, a read-only folder, ...: say which path and what to do
+        click.echo(f"error: {describe_os_error(exc)}", err=True)
+        sys.exit(1)
+    except MemoryError:
+        click.echo("error: out of memory; use smaller batches, images or --resolution, or a machine with more memory",
+                   err=True)  # fmt: skip
         sys.exit(1)
     except Exception as exc:  # never a traceback for users; the message still names the failure
         if os.environ.get("GANPRINT_DEBUG"):

@@ -67,6 +67,7 @@ def _row(r) -> str:
 @opt.celeba
 @opt.batch_size
 @opt.strict
+@opt.follow_links
 @opt.device
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Matching threads [default: all cores].")
 @timeout_option

@@ -18,7 +18,7 @@ from . import options as opt
               help="Fingerprinting method of --model.")
 @opt.data_dir()
 @opt.fpr
-@click.option("--unknown-fpr", "unknown_fpr", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--unknown-fpr", "unknown_fpr", type=opt.Probability(), default=None,
               help="False-positive rate of the 'fingerprinted-unknown' verdict [default: --fpr, or 1/(n+1) "
               "when n clean images cannot show a rate that low].")
 @click.option("--registry", "registry_location", default=None, metavar="DB",

@@ -51,7 +51,8 @@ def _check_celeba(celeba: bool, resolution: int | None) -> None:
 @opt.output_dir(default="runs")
 @click.option("--arch", type=click.Choice(["ganprint", "original"]), default="ganprint", show_default=True,
               help="ganprint: residual codec with annealed strength; original: the ICCV 2021 networks.")
-@click.option("--image-resolution", "--image_resolution", "image_resolution", type=int, default=32, show_default=True,
+@click.option("--image-resolution", "--image_resolution", "image_resolution", type=opt.ImageSide(), default=32,
+              show_default=True,
               help="Training resolution, a power of two >= 32.")
 @click.option("--fingerprint-length", "--fingerprint_length", "fingerprint_length", type=click.IntRange(1, 4096),
               default=100, show_default=True, help="Bits per fingerprint.")

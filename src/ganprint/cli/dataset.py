@@ -38,7 +38,7 @@ def _common(resolution_default=None, resolution_help="Side of the square output 
             click.argument("output", type=click.Path(dir_okay=True)),
             click.option("--num-images", "--num_images", "--max-images", "--max_images", "num_images",
                          type=click.IntRange(min=1), default=None, help="Write at most this many images [default: all]."),
-            click.option("--resolution", type=click.IntRange(min=1), default=resolution_default,
+            click.option("--resolution", type=opt.ImageSide(), default=resolution_default,
                          show_default=resolution_default is not None, help=resolution_help),
             opt.strict,
             click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it already exists."),
@@ -81,6 +81,7 @@ def create_celeba(output, source, num_images, resolution, strict, overwrite, qui
 @_common(None, "Center-crop to a square and resize every image to this side [default: images must all be "
                "square and of one size].")  # fmt: skip
 @click.argument("source", metavar="SOURCE")
+@opt.follow_links
 @click.option("--shuffle", type=click.BOOL, is_flag=False, flag_value=True, default=False, show_default=True,
               help="Take the images in a random order (--seed); '--shuffle' alone or '--shuffle 1' (original form).")
 @opt.seed

@@ -217,7 +217,7 @@ def folder(folder, expected, decoder, output_dir, count, strict, attack_specs, f
 @click.option("--clean", "clean_dir", default=None, metavar="DIR", help="Clean images (instead of --codec).")
 @click.option("--fingerprinted", "marked_dir", default=None, metavar="DIR",
               help="Fingerprinted images (with --clean); pairs are matched by name when the names agree.")
-@click.option("--image-resolution", "--image_resolution", "resolution", type=click.IntRange(min=8), default=None,
+@click.option("--image-resolution", "--image_resolution", "resolution", type=opt.ImageSide(8), default=None,
               help="Resolution images are brought to [default: the codec's, else 32].")
 @click.option("--images", "count", type=click.IntRange(min=4), default=2000, show_default=True,
               help="Images per class at most.")

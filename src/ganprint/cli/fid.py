@@ -17,7 +17,7 @@ from . import options as opt
               help="Real images: a `ganprint dataset`, folder, zip, 'fashion-mnist', ...")
 @click.option("--num-images", "--num_images", "num_images", type=click.IntRange(min=2), default=10000,
               show_default=True, help="Images taken from each set (a seeded random choice when a set has more).")
-@click.option("--resolution", type=click.IntRange(min=8), default=None,
+@click.option("--resolution", type=opt.ImageSide(8), default=None,
               help="Size both sets are brought to [default: the shorter side of the first generated image].")
 @opt.fid_weights
 @opt.batch_size

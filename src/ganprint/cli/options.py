@@ -10,14 +10,69 @@ import click
 
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE
 from ..errors import GanprintError
+from ..limits import MAX_RESOLUTION, check_resolution
+
+
+class Probability(click.ParamType):
+    """A rate in (0, 1]: NaN, 0, negative numbers and numbers above 1 are usage errors (click's
+    FloatRange lets NaN through, and a NaN rate would silently never detect anything)."""
+
+    name = "rate"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float) and 0 < value <= 1:
+            return value
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 < rate <= 1:  # also false for NaN
+            self.fail(f"{value!r} is not a rate in (0, 1] (e.g. 1e-6)", param, ctx)
+        return rate
+
+
+class ImageSide(click.ParamType):
+    """A side in pixels, from `minimum` up to ganprint.limits.MAX_RESOLUTION: refused before anything
+    is allocated."""
+
+    name = "pixels"
+
+    def __init__(self, minimum: int = 1):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx) -> int:
+        try:
+            side = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number of pixels", param, ctx)
+        if side < self.minimum:
+            self.fail(f"{side} is below the minimum of {self.minimum} pixels", param, ctx)
+        try:
+            return check_resolution(side, param.opts[0] if param is not None else "resolution")
+        except GanprintError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _set_follow_links(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    from ..data import set_follow_links
+
+    set_follow_links(value)
+
+
+follow_links = click.option(
+    "--follow-links", is_flag=True, expose_value=False, callback=_set_follow_links,
+    help="Also read symlinks in input folders that lead outside them (skipped with a warning by default).",
+)  # fmt: skip
 
 
 def data_dir(required: bool = True):
-    return click.option(
+    """--data_dir and --follow-links (which applies to the folders read)."""
+    option = click.option(
         "--data-dir", "--data_dir", "data_dir", required=required, metavar="PATH",
         help="Images: a folder (read recursively), a .zip, an idx file, 'fashion-mnist[:train|:test]' or "
         "'samples' (the built-in set).",
     )  # fmt: skip
+    return lambda f: option(follow_links(f))
 
 
 def output_dir(default: str | None = None):
@@ -31,7 +86,7 @@ def output_dir(default: str | None = None):
 
 
 image_resolution = click.option(
-    "--image-resolution", "--image_resolution", "image_resolution", type=int, default=None,
+    "--image-resolution", "--image_resolution", "image_resolution", type=ImageSide(), default=None,
     help="Resolution the images are brought to; must match the model's (default: the model's).",
 )  # fmt: skip
 celeba = click.option(
@@ -49,7 +104,7 @@ device = click.option(
 )
 seed = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 fpr = click.option(
-    "--fpr", "false_positive_rate", type=click.FloatRange(min=0, max=1, min_open=True), show_default=True,
+    "--fpr", "false_positive_rate", type=Probability(), show_default=True,
     default=DEFAULT_FALSE_POSITIVE_RATE,
     help="False-positive rate: an image is 'detected' when its p-value is at most this.",
 )  # fmt: skip

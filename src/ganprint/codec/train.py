@@ -29,7 +29,7 @@ from ..augment import Augmenter
 from ..data import TrainingImages, open_source, split_indices
 from ..device import resolve_device
 from ..errors import GanprintError
-from ..runs import StatsLog, new_run_dir, write_options
+from ..runs import StatsLog, check_room_for_checkpoint, new_run_dir, write_options
 from ..visualize import residual_grid, save_png
 from .codec import FingerprintCodec
 from .config import CodecConfig
@@ -215,6 +215,7 @@ def train_codec(options: CodecTrainOptions, resume: str | Path | None = None) ->
         start = int(state["step"])
     else:
         run_dir = new_run_dir(o.output_dir, _description(o))
+    check_room_for_checkpoint(run_dir, codec, opt)
     write_options(run_dir, {**dataclasses.asdict(o), "steps": total, "lr": lr, "l2_loss_scale": l2_scale})
     log = StatsLog(run_dir)
     log.truncate_after(start)

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .. import checkpoint
 from ..device import resolve_device
 from ..errors import GanprintError
-from ..runs import StatsLog, new_run_dir, write_options
+from ..runs import StatsLog, check_room_for_checkpoint, new_run_dir, write_options
 from ..scalable.network import from_unit
 from ..scalable.training_data import open_training_source, sample_images, training_batches
 from ..visualize import save_png
@@ -307,6 +307,7 @@ class TrainingRun:
         o = self.options
         reals = sample_images(self.source, self.config.resolution, 64)  # checks the data before a folder is made
         self.dir = Path(self.resume) if self.resume is not None else new_run_dir(o.output_dir, self.description)
+        check_room_for_checkpoint(self.dir, *getattr(self, "state", {}).values())
         write_options(self.dir, {"kind": self.kind, **dataclasses.asdict(o)})
         self.log = StatsLog(self.dir)
         self.log.truncate_after(self.start)
