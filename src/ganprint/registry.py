@@ -20,19 +20,33 @@ busy timeout (a writer waits up to `timeout` seconds for another), and every wri
 `BEGIN IMMEDIATE` transaction, so a check-then-insert (duplicates, minimum distance) cannot
 interleave with another writer's. PostgreSQL: `issue` takes a table lock for the same reason; the
 unique constraints guard everything else. (WAL needs a local file system, not a network share.)
+
+Nothing waits forever: `timeout` bounds a writer's wait for another's lock (SQLite's busy timeout,
+PostgreSQL's lock_timeout), a server's connection (the driver's connect_timeout, and for any
+SQLAlchemy URL a deadline on the driver's connect call) and each PostgreSQL statement
+(statement_timeout). A registry opened `read_only` never writes, not even to create its tables; an
+SQLite registry on storage this process cannot write (a read-only mount, no permission on the file
+or its folder) is opened read-only by itself, and writes to it fail with a one-line error.
+
+Fingerprints of extreme Hamming weight (all zeros, all ones, nearly so) are refused unless forced:
+a broken decoder stuck at constant bits would match them (see `allowed_weights`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import sqlite3
 import sys
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import (
@@ -62,7 +76,8 @@ from .io import atomic_path
 SCHEMA_VERSION = 1
 KNOWN_METHODS = ("codec", "scalable")
 _METHOD = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-DEFAULT_TIMEOUT = 30.0  # seconds a writer waits for another before giving up
+DEFAULT_TIMEOUT = 30.0  # seconds a writer waits for another, a connection or a statement may take
+DEGENERATE_TAIL = 1e-3  # see allowed_weights
 
 metadata = MetaData()
 fingerprints_table = Table(
@@ -97,6 +112,41 @@ def default_min_distance(length: int) -> int:
     bits. Two random 128-bit strings differ in 64 +- 5.7 bits, so among a million fingerprints almost
     every fresh draw is accepted, yet no two issued fingerprints are near copies of each other."""
     return max(1, length // 4)
+
+
+@lru_cache(maxsize=None)
+def allowed_weights(length: int) -> tuple[int, int]:
+    """(lo, hi): the numbers of one bits a registered `length`-bit fingerprint may have.
+
+    A weight w is refused when a fair random draw is that unbalanced with probability <= 1e-3
+    (P[Bin(length, 1/2) <= w] on the low side, its mirror on the high side), and always for all
+    zeros or all ones. Why: a decoder stuck at constant bits (NaN weights, a blank image) matches a
+    fingerprint of weight w in length - w bits; for every allowed fingerprint that happens by chance
+    with probability > 1e-3, so such output can never be attributed at a sensible false-positive
+    rate. A fair draw is refused with probability < 2e-3 (`issue` simply draws again).
+    Empty (lo > hi) for 1 bit: every 1-bit fingerprint is degenerate.
+    """
+    from .stats import log_binomial_sf
+
+    limit = math.log(DEGENERATE_TAIL)
+    lo = 1  # P[Bin <= w] = P[Bin >= length - w]: grows with w, so the first w above the tail
+    while lo < length and log_binomial_sf(length - lo, length) <= limit:
+        lo += 1
+    return lo, length - lo
+
+
+def degenerate_reason(bits: np.ndarray) -> str | None:
+    """Why a fingerprint (0/1 array) is degenerate, or None when its weight is allowed."""
+    length, weight = int(bits.size), int(np.count_nonzero(bits))
+    lo, hi = allowed_weights(length)
+    if lo > hi:
+        return f"every {length}-bit fingerprint is degenerate (all zeros or all ones); use a longer fingerprint"
+    if lo <= weight <= hi:
+        return None
+    return (
+        f"degenerate fingerprint: {weight} of its {length} bits are ones (allowed: {lo} to {hi}); a decoder "
+        "stuck at constant bits (a broken model, a blank image) would match it"
+    )
 
 
 def now_utc() -> str:
@@ -175,22 +225,82 @@ def _is_url(location: str) -> bool:
     return "://" in location
 
 
+def _writable(path: Path) -> bool:
+    """May this process write the SQLite file and create its journal beside it? (os.access answers
+    no on a read-only mount, even for root.)"""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _connect_within(connect: Callable[[], object], seconds: float, where: str):
+    """`connect()` on a helper thread, given up after `seconds`: a deadline for any database driver,
+    even one without a connect timeout of its own, on a server that accepts and never answers. A
+    connection that arrives after the deadline is closed."""
+    state: dict = {}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            conn = connect()
+        except BaseException as e:  # handed over to the waiting thread
+            with lock:
+                state["error"] = e
+        else:
+            with lock:
+                late = state.get("abandoned", False)
+                if not late:
+                    state["connection"] = conn
+            if late:
+                with suppress(Exception):
+                    conn.close()
+        done.set()
+
+    threading.Thread(target=run, name="ganprint-registry-connect", daemon=True).start()
+    done.wait(seconds)
+    with lock:
+        if "error" in state:
+            raise state["error"]
+        if "connection" in state:
+            return state["connection"]
+        state["abandoned"] = True
+    raise GanprintError(_no_answer(where, seconds))
+
+
+def _no_answer(where: str, seconds: float) -> str:
+    return (
+        f"{where}: no answer from the database server within {seconds:g} s; check that it is running and "
+        "that the URL (host, port) is right, or give a longer --timeout"
+    )
+
+
 class Registry:
     """A fingerprint registry at a path (SQLite file) or an SQLAlchemy URL.
 
     `create=False` (reading) refuses a missing file: an empty registry would silently make every
-    image "not fingerprinted". Use as a context manager or call `close()`.
+    image "not fingerprinted". `read_only=True` never writes (SQLite: `PRAGMA query_only`; PostgreSQL:
+    read-only transactions); writes then raise GanprintError. `timeout` bounds every wait (see the
+    module's docstring). Use as a context manager or call `close()`.
     """
 
-    def __init__(self, location: str | os.PathLike, create: bool = False, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, location: str | os.PathLike, create: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                 read_only: bool = False):  # fmt: skip
+        if create and read_only:
+            raise GanprintError("a registry cannot be created read-only")
         self.location = os.fspath(location)
         self.timeout = float(timeout)
+        if not self.timeout >= 0:  # NaN too
+            raise GanprintError(f"timeout {timeout}: give a number of seconds >= 0")
+        self.read_only = bool(read_only)
+        # why writes are refused (None: they are not)
+        self._no_writes = "opened read-only; open it without read_only to write" if read_only else None
+        self._read_only_storage: Path | None = None  # an SQLite file this process cannot write
         if _is_url(self.location):
             try:
                 url = make_url(self.location)
             except exc.ArgumentError:
                 raise GanprintError(f"{self.location}: not a database URL") from None
-            self.where = url.render_as_string(hide_password=True)
+            # as given, unless that shows a password
+            self.where = self.location if url.password is None else url.render_as_string(hide_password=True)
         else:
             path = Path(self.location)
             if path.is_dir():
@@ -200,7 +310,21 @@ class Registry:
                     raise GanprintError(
                         f"{path}: no registry here; create one with 'ganprint registry add' or 'ganprint registry issue'"
                     )
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise GanprintError(f"{path}: cannot create the registry's folder ({e.strerror}); "
+                                        "choose a writable place") from None  # fmt: skip
+                if not os.access(path.parent, os.W_OK):
+                    raise GanprintError(f"{path}: cannot create a registry here, {path.parent} is not writable; "
+                                        "choose a writable place")  # fmt: skip
+            elif not _writable(path):
+                self._read_only_storage = path
+                self._no_writes = (
+                    "cannot write to this registry: this process may not write the file or its folder (or the "
+                    "file system is read-only), and SQLite writes its journal beside the file; ask for write "
+                    "access or work on a copy"
+                )
             url = URL.create("sqlite", database=str(path))
             self.where = str(path)
         self.is_sqlite = url.get_backend_name() == "sqlite"
@@ -210,17 +334,26 @@ class Registry:
             raise GanprintError(f"{self.where}: cannot use this database ({_first_line(e)})") from None
         self._open(create)
 
+    @property
+    def writable(self) -> bool:
+        return self._no_writes is None
+
     # -------------------------------------------------------------------------------- plumbing
     def _make_engine(self, url: URL):
         if not self.is_sqlite:
-            return create_engine(url, pool_pre_ping=True)
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": self.timeout})
+            return self._server_engine(url)
+        if self._read_only_storage is not None:
+            engine = create_engine("sqlite://", poolclass=NullPool, creator=self._read_only_sqlite)
+        else:
+            engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": self.timeout})
         timeout_ms = int(self.timeout * 1000)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection, _record):
             dbapi_connection.isolation_level = None  # transactions are begun below, not by the driver
             dbapi_connection.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            if self.read_only:  # SQLite itself refuses every write on this connection
+                dbapi_connection.execute("PRAGMA query_only = 1")
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
@@ -229,29 +362,85 @@ class Registry:
 
         return engine
 
+    def _read_only_sqlite(self) -> sqlite3.Connection:
+        """A connection to an SQLite file on storage this process cannot write. `mode=ro` reads a
+        write-ahead-logged file only where its -shm index exists or can be created; failing that the
+        file is opened immutable, which reads it exactly as long as nobody writes it meanwhile and no
+        write waits in its -wal file (checked: refused rather than read without it)."""
+        path = self._read_only_storage
+        uri = path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=self.timeout)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise GanprintError(
+                f"{self.where}: its latest writes are still in {wal.name}, which cannot be read without write "
+                "access to its folder; open it once where it is writable (any registry command) and retry"
+            )
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+    def _server_engine(self, url: URL):
+        """A database server: the connection, each statement and each lock wait within `timeout`."""
+        connect_seconds = max(2, math.ceil(self.timeout))  # libpq's shortest connect_timeout is 2 s
+        args: dict = {}
+        if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
+            if "connect_timeout" not in url.query:  # one the URL gives wins
+                args["connect_timeout"] = connect_seconds
+            settings = [f"-c statement_timeout={max(1000, round(self.timeout * 1000))}",
+                        f"-c lock_timeout={max(1, round(self.timeout * 1000))}"]  # fmt: skip
+            if self.read_only:
+                settings.append("-c default_transaction_read_only=on")
+            given = url.query.get("options")
+            args["options"] = " ".join(([given] if isinstance(given, str) else []) + settings)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(dialect, _record, cargs, cparams):
+            # any driver: its connect call gets a deadline even if it has no timeout of its own
+            return _connect_within(lambda: dialect.connect(*cargs, **cparams), connect_seconds, self.where)
+
+        self._connect_seconds = connect_seconds
+        return engine
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """Database exceptions -> one-line GanprintErrors naming the registry."""
         try:
             yield
-        except exc.OperationalError as e:
-            message = _first_line(e.orig or e)
-            if "locked" in message or "busy" in message:
-                raise GanprintError(
-                    f"{self.where}: the registry is locked by another process (waited {self.timeout:g} s); "
-                    "try again or give a longer --timeout"
-                ) from None
-            if "unable to open" in message:
-                raise GanprintError(f"{self.where}: cannot open the registry database ({message})") from None
-            raise GanprintError(f"{self.where}: database error ({message})") from None
         except exc.IntegrityError as e:
             raise GanprintError(f"{self.where}: rejected by the database ({_first_line(e.orig or e)})") from None
-        except exc.DatabaseError as e:
-            raise GanprintError(
-                f"{self.where}: not a ganprint registry, or the database file is damaged ({_first_line(e.orig or e)})"
-            ) from None
         except exc.SQLAlchemyError as e:
-            raise GanprintError(f"{self.where}: database error ({_first_line(e)})") from None
+            raise GanprintError(self._explain(e)) from None
+
+    def _explain(self, e: exc.SQLAlchemyError) -> str:
+        if not isinstance(e, exc.DBAPIError):
+            return f"{self.where}: database error ({_first_line(e)})"
+        message = _first_line(e.orig or e)
+        text = message.lower()
+        if "locked" in text or "busy" in text or "lock timeout" in text:
+            return (f"{self.where}: the registry is locked by another process (waited {self.timeout:g} s); "
+                    "try again or give a longer --timeout")  # fmt: skip
+        if "statement timeout" in text:
+            return (f"{self.where}: a database statement took longer than {self.timeout:g} s (a busy server?); "
+                    "try again or give a longer --timeout")  # fmt: skip
+        if "timeout expired" in text or "timed out" in text:
+            return _no_answer(self.where, getattr(self, "_connect_seconds", self.timeout))
+        if "readonly database" in text or "read-only transaction" in text:
+            return f"{self.where}: {self._no_writes or 'the database is read-only'} ({message})"
+        if "permission denied" in text:
+            return (f"{self.where}: the database refuses this user ({message}); ask its administrator for the "
+                    "rights, or only read (registry list/show/export, attribute)")  # fmt: skip
+        if "unable to open" in text:
+            return f"{self.where}: cannot open the registry database ({message})"
+        if isinstance(e, exc.OperationalError):
+            return f"{self.where}: database error ({message})"
+        if isinstance(e, exc.DatabaseError):
+            return f"{self.where}: not a ganprint registry, or the database file is damaged ({message})"
+        return f"{self.where}: database error ({message})"
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -260,6 +449,8 @@ class Registry:
 
     @contextmanager
     def _write(self, lock_table: bool = False) -> Iterator[Connection]:
+        if self._no_writes:
+            raise GanprintError(f"{self.where}: {self._no_writes}")
         with self._errors(), self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
@@ -283,7 +474,7 @@ class Registry:
                     conn.execute(info_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
                 else:
                     self._state(conn)
-        if self.is_sqlite:
+        if self.is_sqlite and self.writable:
             with self._errors():  # outside any transaction: on the driver's connection
                 raw = self.engine.raw_connection()
                 try:
@@ -371,8 +562,15 @@ class Registry:
         return models, hex_to_bits([r[1] for r in rows], int(length))
 
     # ----------------------------------------------------------------------------------- writes
-    def _prepare(self, model, fingerprint, method, owner, notes, length, created) -> dict:
+    def _prepare(self, model, fingerprint, method, owner, notes, length, created, allow_degenerate=True) -> dict:
         hex_, n = normalize_fingerprint(fingerprint, length)
+        if not allow_degenerate:
+            reason = degenerate_reason(hex_to_bits([hex_], n)[0])
+            if reason is not None:
+                raise GanprintError(
+                    f"fingerprint {hex_}: {reason}; issue a random one with 'ganprint registry issue', or pass "
+                    "--allow-degenerate (allow_degenerate=True) to register it anyway"
+                )
         for name, value in (("owner", owner), ("notes", notes), ("created", created)):
             if not isinstance(value, str):
                 raise GanprintError(f"{name} must be text, not {type(value).__name__}")
@@ -414,9 +612,10 @@ class Registry:
         return Entry(**row, id=int(result.inserted_primary_key[0]))
 
     def add(self, model: str, fingerprint: str, method: str = "codec", owner: str = "", notes: str = "",
-            length: int | None = None, created: str = "") -> Entry:  # fmt: skip
-        """Register a given fingerprint (0/1 characters or hex) for `model`."""
-        row = self._prepare(model, fingerprint, method, owner, notes, length, created)
+            length: int | None = None, created: str = "", allow_degenerate: bool = False) -> Entry:  # fmt: skip
+        """Register a given fingerprint (0/1 characters or hex) for `model`. A degenerate one (see
+        `allowed_weights`) is refused unless `allow_degenerate`."""
+        row = self._prepare(model, fingerprint, method, owner, notes, length, created, allow_degenerate)
         with self._write() as conn:
             other = self._conflict(conn, row)
             if other is not None:
@@ -429,7 +628,7 @@ class Registry:
         length // 4) from every registered fingerprint of the same length and from each other.
 
         Draws fair random bits (from the operating system's entropy unless `seed` is given) and keeps
-        a draw only if it is far enough; everything happens in one locked transaction, so concurrent
+        a draw only if it is far enough and not degenerate (`allowed_weights`); everything happens in one locked transaction, so concurrent
         issuers cannot hand out two fingerprints that are too close.
         """
         from .attribution import hamming, min_distances, pack_bits
@@ -445,6 +644,9 @@ class Registry:
         min_distance = default_min_distance(length) if min_distance is None else int(min_distance)
         if not 0 <= min_distance <= length:
             raise GanprintError(f"minimum distance {min_distance}: use 0 to {length} for {length}-bit fingerprints")
+        lo, hi = allowed_weights(length)
+        if lo > hi:
+            raise GanprintError(f"cannot issue a {length}-bit fingerprint: {degenerate_reason(np.zeros(length))}")
         rows = [self._prepare(m, "0" * length, method, owner, notes, length, "") for m in models]
         rng = np.random.default_rng(seed)
         with self._write(lock_table=True) as conn:
@@ -460,7 +662,8 @@ class Registry:
                 batch = rng.integers(0, 2, size=(256, length), dtype=np.uint8)
                 packed = pack_bits(batch)
                 tries += len(batch)
-                far = min_distances(packed, taken) >= min_distance
+                weights = batch.sum(axis=1, dtype=np.int64)
+                far = (min_distances(packed, taken) >= min_distance) & (weights >= lo) & (weights <= hi)
                 inner = hamming(packed, packed)  # draws of one batch must be far from each other too
                 accepted: list[int] = []
                 for j in np.nonzero(far)[0]:
@@ -509,11 +712,13 @@ class Registry:
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             return self.export_jsonl(f)
 
-    def import_jsonl(self, lines: Iterable[str], source: str = "<input>", skip_existing: bool = False) -> tuple[int, int]:
+    def import_jsonl(self, lines: Iterable[str], source: str = "<input>", skip_existing: bool = False,
+                     allow_degenerate: bool = False) -> tuple[int, int]:  # fmt: skip
         """Add every entry of a JSON-lines export in one transaction: all or nothing.
 
         An entry identical to a registered one (model, fingerprint, length, method) is skipped with
-        `skip_existing` and is an error otherwise, as is any other clash. Returns (added, skipped).
+        `skip_existing` and is an error otherwise, as is any other clash; a degenerate fingerprint is
+        an error unless `allow_degenerate`. Returns (added, skipped).
         """
         rows, seen_models, seen_values = [], {}, {}
         for number, line in enumerate(lines, 1):
@@ -538,7 +743,7 @@ class Registry:
             try:
                 row = self._prepare(record["model"], record["fingerprint"], record.get("method", "codec"),
                                     record.get("owner", ""), record.get("notes", ""), length,
-                                    record.get("created", ""))  # fmt: skip
+                                    record.get("created", ""), allow_degenerate)  # fmt: skip
             except GanprintError as e:
                 raise GanprintError(f"{where}: {e}") from None
             if row["model"] in seen_models:
@@ -564,9 +769,10 @@ class Registry:
                 added += 1
         return added, skipped
 
-    def import_file(self, path: str | os.PathLike, skip_existing: bool = False) -> tuple[int, int]:
+    def import_file(self, path: str | os.PathLike, skip_existing: bool = False,
+                    allow_degenerate: bool = False) -> tuple[int, int]:  # fmt: skip
         if os.fspath(path) == "-":
-            return self.import_jsonl(sys.stdin, "<stdin>", skip_existing)
+            return self.import_jsonl(sys.stdin, "<stdin>", skip_existing, allow_degenerate)
         path = Path(path)
         if not path.is_file():
             raise GanprintError(f"{path}: no such file")
@@ -574,7 +780,7 @@ class Registry:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError) as e:
             raise GanprintError(f"{path}: not a readable JSON-lines file ({e.__class__.__name__})") from None
-        return self.import_jsonl(text.splitlines(), str(path), skip_existing)
+        return self.import_jsonl(text.splitlines(), str(path), skip_existing, allow_degenerate)
 
 
 def _as_tensor(bits: np.ndarray):

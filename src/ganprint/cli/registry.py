@@ -16,7 +16,13 @@ registry_option = click.option(
 )  # fmt: skip
 timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT, show_default=True,
-    help="Seconds to wait for another process that is writing to the registry.",
+    help="Seconds to wait for the registry: for another process that is writing to it, and on a database "
+    "server for the connection (at least 2 s) and for each statement.",
+)  # fmt: skip
+allow_degenerate_option = click.option(
+    "--allow-degenerate", is_flag=True,
+    help="Register a fingerprint with too few or too many one bits anyway (all zeros, all ones, nearly so): "
+    "a broken decoder stuck at constant bits would match it.",
 )  # fmt: skip
 method_option = click.option(
     "--method", default="codec", show_default=True, metavar="NAME",
@@ -42,7 +48,8 @@ def _describe(entry: Entry) -> str:
 def registry() -> None:
     """The fingerprint registry: which fingerprint was issued to which model, owner and method.
     One SQLite file by default, safe with several processes writing at once; any SQLAlchemy database
-    URL for a shared deployment.
+    URL for a shared deployment. Reading (list, show, export, attribute) never writes, so a registry on
+    read-only storage can be read; --timeout bounds every wait, a database server's included.
 
     \b
     Examples:
@@ -62,9 +69,12 @@ def registry() -> None:
 @method_option
 @click.option("--owner", default="", help="Who holds the model.")
 @click.option("--notes", default="", help="Free text.")
+@allow_degenerate_option
 @timeout_option
-def add(location, model, fingerprint, length, method, owner, notes, timeout) -> None:
+def add(location, model, fingerprint, length, method, owner, notes, allow_degenerate, timeout) -> None:
     """Register a fingerprint that was chosen elsewhere (e.g. used with `codec embed --fingerprint`).
+    Degenerate fingerprints (all zeros, all ones, very few or very many ones) are refused unless
+    --allow-degenerate is given.
 
     \b
     Examples:
@@ -73,7 +83,8 @@ def add(location, model, fingerprint, length, method, owner, notes, timeout) -> 
       ganprint registry add --registry postgresql://fp@db.internal/fingerprints --model m --fingerprint 0101...
     """
     with Registry(location, create=True, timeout=timeout) as reg:
-        entry = reg.add(model, fingerprint, method=method, owner=owner, notes=notes, length=length)
+        entry = reg.add(model, fingerprint, method=method, owner=owner, notes=notes, length=length,
+                        allow_degenerate=allow_degenerate)  # fmt: skip
     click.echo(f"registered {entry.model}: {entry.length}-bit {entry.method} fingerprint {entry.fingerprint}")
 
 
@@ -125,7 +136,7 @@ def list_(location, method, length, as_jsonl, timeout) -> None:
       ganprint registry list --registry fp.db
       ganprint registry list --registry fp.db --method scalable --length 128 --jsonl
     """
-    with Registry(location, timeout=timeout) as reg:
+    with Registry(location, timeout=timeout, read_only=True) as reg:
         entries = reg.entries(method=method, length=length)
     if as_jsonl:
         for entry in entries:
@@ -150,7 +161,7 @@ def show(location, model, as_json, timeout) -> None:
     Example:
       ganprint registry show --registry fp.db acme-gan-v1
     """
-    with Registry(location, timeout=timeout) as reg:
+    with Registry(location, timeout=timeout, read_only=True) as reg:
         entry = reg.get(model)
     click.echo(json.dumps(entry.to_json()) if as_json else _describe(entry))
 
@@ -178,8 +189,9 @@ def remove(location, model, yes, timeout) -> None:
 @registry_option
 @click.argument("file", metavar="FILE|-")
 @click.option("--skip-existing", is_flag=True, help="Skip entries identical to registered ones instead of failing.")
+@allow_degenerate_option
 @timeout_option
-def import_(location, file, skip_existing, timeout) -> None:
+def import_(location, file, skip_existing, allow_degenerate, timeout) -> None:
     """Add the entries of a JSON-lines file (as written by `export`) in one transaction: all or nothing.
 
     \b
@@ -188,7 +200,7 @@ def import_(location, file, skip_existing, timeout) -> None:
       ganprint registry export --registry old.db - | ganprint registry import --registry new.db -
     """
     with Registry(location, create=True, timeout=timeout) as reg:
-        added, skipped = reg.import_file(file, skip_existing=skip_existing)
+        added, skipped = reg.import_file(file, skip_existing=skip_existing, allow_degenerate=allow_degenerate)
     click.echo(f"imported {added} fingerprints" + (f", skipped {skipped} already registered" if skipped else ""))
 
 
@@ -205,7 +217,7 @@ def export(location, file, overwrite, timeout) -> None:
       ganprint registry export --registry fp.db fingerprints.jsonl
       ganprint registry export --registry fp.db > fingerprints.jsonl
     """
-    with Registry(location, timeout=timeout) as reg:
+    with Registry(location, timeout=timeout, read_only=True) as reg:
         if file == "-":
             n = reg.export_jsonl(sys.stdout)
             sys.stdout.flush()
