@@ -100,9 +100,25 @@ def _too_large(limits: Limits) -> ServeError:
                        f"({limits.max_upload_bytes / MB:g} MB); send smaller or fewer images")  # fmt: skip
 
 
+async def _drain(receive, budget: int) -> None:
+    """Read and drop the rest of a refused body (at most `budget` bytes), so that the client, still
+    sending, gets to read the 413 instead of a connection reset (a lingering close)."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 class BodySizeLimit:
     """Refuse request bodies over `max_upload_bytes`: at once when Content-Length says so, else as
-    soon as the streamed body passes the limit (the route sees a ServeError from `receive`)."""
+    soon as the streamed body passes the limit (the route sees a ServeError from `receive`). Up to
+    `DRAIN_FACTOR` times the limit is read and dropped first; a larger upload gets its 413 and the
+    connection is closed under it."""
+
+    DRAIN_FACTOR = 4
 
     def __init__(self, app, limits: Limits):
         self.app, self.limits = app, limits
@@ -110,10 +126,13 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        budget = self.DRAIN_FACTOR * self.limits.max_upload_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limits.max_upload_bytes:
             error = _too_large(self.limits)
             scope.setdefault("state", {})["error_kind"] = error.kind
+            if int(declared) <= budget:
+                await _drain(receive, budget)
             return await send_json(send, error.status, error.body())
         seen = 0
 
@@ -123,6 +142,8 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limits.max_upload_bytes:
+                    if message.get("more_body", False):
+                        await _drain(receive, budget - seen)
                     raise _too_large(self.limits)
             return message
 
