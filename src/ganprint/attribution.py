@@ -30,7 +30,8 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -277,9 +278,12 @@ class Attributor:
         return math.exp(log_p), math.exp(log_corrected), max(0.0, -log_corrected / _LN10)
 
     def attribute_logits(self, logits: torch.Tensor, names: Sequence[str] | None = None,
-                         images: torch.Tensor | None = None) -> list[Attribution]:  # fmt: skip
+                         images: torch.Tensor | None = None,
+                         is_palette: Callable[[int], bool] | None = None) -> list[Attribution]:  # fmt: skip
         """Verdicts from logits (N, L); `images` (N, 3, R, R), those the logits were read from, add the
-        texture check (flat images: not-enough-signal) and the palette check. Every CLI path gives them."""
+        texture check (flat images: not-enough-signal) and the palette check. Every CLI path gives them.
+        `is_palette(i)`: whether image i's file is palette-quantized (ganprint.texture.is_palette_image),
+        asked only of images whose confidence alone would make them fingerprinted-unknown."""
         logits = torch.as_tensor(logits).detach().float().cpu()
         if logits.ndim != 2 or logits.shape[1] != self.length:
             raise ValueError(f"expected logits of shape (N, {self.length}), got {tuple(logits.shape)}")
@@ -287,24 +291,26 @@ class Attributor:
         signal = ImageSignal.measure(images) if images is not None else None
         if signal is not None and len(signal) != logits.shape[0]:
             raise ValueError(f"{len(signal)} images for {logits.shape[0]} rows of logits")
-        return self.attribute_bits((logits > 0).numpy(), confidence(logits).tolist(), names, signal)
+        return self.attribute_bits((logits > 0).numpy(), confidence(logits).tolist(), names, signal, is_palette)
 
-    def attribute_bits(self, bits, confidences: Sequence[float] | None = None,
-                       names: Sequence[str] | None = None, signal: ImageSignal | None = None) -> list[Attribution]:  # fmt: skip
+    def attribute_bits(self, bits, confidences: Sequence[float] | None = None, names: Sequence[str] | None = None,
+                       signal: ImageSignal | None = None,
+                       is_palette: Callable[[int], bool] | None = None) -> list[Attribution]:  # fmt: skip
         bits = np.asarray(bits.detach().cpu().numpy() if isinstance(bits, torch.Tensor) else bits) > 0.5
         hits = self.index.search(bits, self.report_radius)
         out = []
         for i, (dist, rows) in enumerate(hits):
             conf = float(confidences[i]) if confidences is not None else float("nan")
             name = names[i] if names is not None else str(i)
-            result = self._verdict(name, bits[i], dist, rows, conf, palette=signal is not None and signal.palette[i])
+            palette = partial(_palette, signal, is_palette, i)
+            result = self._verdict(name, bits[i], dist, rows, conf, palette)
             if signal is not None and not signal.enough[i]:
                 result.verdict, result.model, result.reason = NOT_ENOUGH_SIGNAL, None, signal.reason(i)
             out.append(result)
         return out
 
     def _verdict(self, name: str, bits: np.ndarray, dist: np.ndarray, rows: np.ndarray, conf: float,
-                 palette: bool = False) -> Attribution:  # fmt: skip
+                 palette: Callable[[], bool] = lambda: False) -> Attribution:  # fmt: skip
         within = int(np.sum(dist <= self.decision_radius))
         bit_string = "".join("1" if b else "0" for b in bits.tolist())
         if len(dist):
@@ -322,7 +328,7 @@ class Attributor:
             verdict = UNKNOWN
             others = ", ".join(self.models[int(r)] for r in rows[:within][:3])
             reason = f"ambiguous: {within} registered fingerprints within {self.decision_radius} bits ({others})"
-        elif self.confidence_threshold is not None and conf > self.confidence_threshold and not palette:
+        elif self.confidence_threshold is not None and conf > self.confidence_threshold and not palette():
             verdict = UNKNOWN
             reason = (f"decoder confidence {conf:.3f} above the clean-image threshold {self.confidence_threshold:.3f}; "
                       "no registered fingerprint matches")  # fmt: skip
@@ -339,11 +345,18 @@ class Attributor:
                 reason = f"nearest {nearest} at {d} bits; corrected p {p_corr:.2g} > {self.false_positive_rate:g}"
             if self.confidence_threshold is None:
                 reason += "; uncalibrated decoder: unregistered fingerprints cannot be recognised"
-            elif palette and conf > self.confidence_threshold:
+            elif conf > self.confidence_threshold:  # only palette images get here with such a confidence
                 reason += (f"; confidence {conf:.3f} not used: a palette-quantized image (at most 256 colours), "
                            "whose dithering is outside the clean-image calibration")  # fmt: skip
         return Attribution(name, verdict, model, nearest, d, matches, acc, p, p_corr, nlp, within,
                            self.registry_size, conf, reason, bit_string)  # fmt: skip
+
+
+def _palette(signal: ImageSignal | None, is_palette: Callable[[int], bool] | None, i: int) -> bool:
+    """Whether image i is palette-quantized: by its file when `is_palette` can tell, else by the decoder's input."""
+    if signal is not None and signal.palette[i]:
+        return True
+    return bool(is_palette(i)) if is_palette is not None else False
 
 
 def summarize(results: Sequence[Attribution]) -> dict[str, int]:

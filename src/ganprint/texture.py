@@ -11,8 +11,10 @@ colours for the shipped codecs); a flat colour has 0 and a smooth 8-bit gradient
 An image of at most `PALETTE_COLOURS` distinct colours (a palette PNG or GIF, a graphic) is
 palette-quantized: its dithering noise lies outside the clean photos a calibration was measured on,
 and can make a decoder confident (web-palette dithering at 32 px: 49 of the 64 sample crops above
-codec-32's clean threshold). Its bits are still tested against registered fingerprints, but its
-confidence does not make it "fingerprinted-unknown" (ganprint.attribution).
+codec-32's clean threshold; at 40 px, 14). Its bits are still tested against registered
+fingerprints, but its confidence does not make it "fingerprinted-unknown" (ganprint.attribution).
+Resizing mixes a palette's colours, so the test is made on the image as read from its file
+(`is_palette_image`) where the file is at hand, and on the decoder's input otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 MIN_TEXTURE = 0.2  # 8-bit grey levels of high-pass RMS; below it: not enough signal to decide
 PALETTE_COLOURS = 256  # at most this many distinct colours: palette-quantized
@@ -39,6 +42,11 @@ def distinct_colours(images: torch.Tensor) -> torch.Tensor:
     q = (images.detach().float().cpu().clamp(0, 1) * 255).round().long()
     codes = (q[:, 0] * 65536 + q[:, 1] * 256 + q[:, 2]).flatten(1)
     return torch.tensor([int(row.unique().numel()) for row in codes])
+
+
+def is_palette_image(image: Image.Image) -> bool:
+    """Whether an image, as read from its file (before resizing), has at most PALETTE_COLOURS colours."""
+    return image.getcolors(PALETTE_COLOURS) is not None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import click
@@ -43,6 +44,16 @@ def _sources(paths: tuple[str, ...]) -> list[tuple[str | None, ImageSource]]:
         if p not in files:
             out.append((p, open_source(p)))
     return out
+
+
+def _file_is_palette(source: ImageSource, index: dict[str, int], names: list[str], j: int) -> bool:
+    """Whether image j of a batch is palette-quantized as read from its file (resizing mixes colours)."""
+    from ..texture import is_palette_image
+
+    try:
+        return is_palette_image(source.image(index[names[j]]))
+    except GanprintError:  # it was read a moment ago; if it cannot be now, it is not known to be one
+        return False
 
 
 def _row(r) -> str:
@@ -137,9 +148,11 @@ def attribute(location, paths, model, method, false_positive_rate, calibration, 
     results = []
     bar = tqdm(total=total, desc="attribute", unit="img", disable=quiet, dynamic_ncols=True)
     for prefix, source in sources:
+        index = {name: i for i, name in enumerate(source.names)}
         for names, logits, images in decoder.read_source(source, batch_size, celeba=celeba, strict=strict):
             shown = [str(Path(prefix) / n) if prefix and source.spec != "samples" else n for n in names]
-            batch = attributor.attribute_logits(logits, shown, images=images)
+            batch = attributor.attribute_logits(logits, shown, images=images,
+                                                is_palette=partial(_file_is_palette, source, index, names))  # fmt: skip
             for r in batch:
                 click.echo(json.dumps(r.to_json()) if as_jsonl else _row(r))
             results.extend(batch)
