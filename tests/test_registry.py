@@ -554,12 +554,30 @@ def test_attribute_reads_the_registry(run_cli, tmp_path, registry_location):
     assert [(r["verdict"], r["model"], r["registry_size"]) for r in records] == [("attributed", "acme", 4)] * 2
 
 
+# Runs ganprint commands (a JSON list of argument lists) in one process: [(exit code, out, err)] as JSON.
+_RUN_COMMANDS = """
+import contextlib, io, json, sys
+from ganprint.cli import main
+results = []
+for args in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    results.append((code, out.getvalue(), err.getvalue()))
+print(json.dumps(results))
+"""
+
+
 @pytest.fixture
 def read_only_folder(tmp_path):
-    """(folder, run): run(*ganprint args) runs ganprint in a subprocess for which `folder` is truly
-    read-only. As root (whom file permissions do not stop) the subprocess gets a private mount
-    namespace in which the folder is a read-only bind mount; otherwise the folder and its files lose
-    their write permissions."""
+    """(folder, run): run(commands) runs ganprint commands (lists of arguments) in one subprocess for
+    which `folder` is truly read-only, returning [(exit code, stdout, stderr)]. As root (whom file
+    permissions do not stop) the subprocess gets a private mount namespace in which the folder is a
+    read-only bind mount; otherwise the folder and its files lose their write permissions."""
     folder = tmp_path / "registry"
     folder.mkdir()
     as_root = os.geteuid() == 0
@@ -568,16 +586,17 @@ def read_only_folder(tmp_path):
         if probe.returncode != 0:
             pytest.skip(f"running as root and cannot make a read-only mount: {probe.stderr.decode().strip()}")
 
-    def run(*args) -> subprocess.CompletedProcess:
-        code = "import sys; from ganprint.cli import main; main(sys.argv[1:])"
-        command = [sys.executable, "-c", code, *map(str, args)]
+    def run(commands: list[list]) -> list[tuple[int, str, str]]:
+        command = [sys.executable, "-c", _RUN_COMMANDS, json.dumps([[str(a) for a in args] for args in commands])]
         if as_root:
             mount = f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' && exec \"$@\""
             command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh", *command]
         else:
             for path in [*folder.rglob("*"), folder]:
                 path.chmod(0o555 if path.is_dir() else 0o444)
-        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return [tuple(r) for r in json.loads(done.stdout)]
 
     yield folder, run
     for path in [folder, *folder.rglob("*")]:
@@ -594,21 +613,22 @@ def test_sqlite_registry_on_read_only_storage(read_only_folder):
         (acme,) = reg.issue("acme", 100, seed=5)
     _fingerprinted_pngs(folder / "images", acme.bit_string)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    done = run("attribute", "--registry", db, "--jsonl", "-q", folder / "images")
-    assert done.returncode == 0, done.stderr
-    assert [(r["verdict"], r["model"]) for r in map(json.loads, done.stdout.splitlines())] == [("attributed", "acme")] * 2
-    done = run("registry", "list", "--registry", db)
-    assert done.returncode == 0 and done.stdout.splitlines()[1].startswith("acme "), done.stderr
-    done = run("registry", "show", "--registry", db, "acme", "--json")
-    assert done.returncode == 0 and json.loads(done.stdout)["fingerprint"] == acme.fingerprint, done.stderr
-    done = run("registry", "export", "--registry", db)
-    assert done.returncode == 0 and json.loads(done.stdout)["model"] == "acme", done.stderr
-    for args in (["add", "--model", "m2", "--fingerprint", "01" * 50], ["issue", "--model", "m2"],
-                 ["remove", "acme", "--yes"]):  # fmt: skip
-        done = run("registry", *args[:1], "--registry", db, *args[1:])
-        assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+    writes = [["add", "--model", "m2", "--fingerprint", "01" * 50], ["issue", "--model", "m2"], ["remove", "acme", "--yes"]]
+    results = run([["attribute", "--registry", db, "--jsonl", "-q", folder / "images"],
+                   ["registry", "list", "--registry", db],
+                   ["registry", "show", "--registry", db, "acme", "--json"],
+                   ["registry", "export", "--registry", db]]
+                  + [["registry", args[0], "--registry", db, *args[1:]] for args in writes])  # fmt: skip
+    (code, out, err), listed, shown, exported = results[:4]
+    assert code == 0, err
+    assert [(r["verdict"], r["model"]) for r in map(json.loads, out.splitlines())] == [("attributed", "acme")] * 2
+    assert listed[0] == 0 and listed[1].splitlines()[1].startswith("acme "), listed[2]
+    assert shown[0] == 0 and json.loads(shown[1])["fingerprint"] == acme.fingerprint, shown[2]
+    assert exported[0] == 0 and json.loads(exported[1])["model"] == "acme", exported[2]
+    for code, out, err in results[4:]:
+        assert code == 1 and err.strip().splitlines() == [
             f"error: {db}: cannot write to this registry: this process may not write the file or its folder (or "
             "the file system is read-only), and SQLite writes its journal beside the file; ask for write access "
             "or work on a copy"
-        ], done.stderr  # fmt: skip
+        ], err  # fmt: skip
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
