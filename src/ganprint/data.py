@@ -144,6 +144,23 @@ def load_image(path_or_bytes: str | os.PathLike | bytes, name: str | None = None
 
     `name` labels error messages; it defaults to the path. Raises BadImageError on any failure.
     """
+    im = open_image(path_or_bytes, name)
+    label = name or ("image" if isinstance(path_or_bytes, (bytes, bytearray, memoryview)) else os.fspath(path_or_bytes))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's advisory warnings on odd EXIF
+            im = ImageOps.exif_transpose(im)
+    except Exception as e:  # a corrupt EXIF block
+        raise BadImageError(_one_line(f"{label}: {_reason(e)}")) from None
+    try:
+        return to_rgb(im)
+    except ValueError:  # PIL has no conversion for this mode
+        raise BadImageError(_one_line(f"{label}: unsupported image mode {im.mode}")) from None
+
+
+def open_image(path_or_bytes: str | os.PathLike | bytes, name: str | None = None) -> Image.Image:
+    """Open and fully decode one image as stored: its own mode, EXIF orientation not yet applied,
+    metadata in `.info` (and `.text` for PNG). The same checks as `load_image` (BadImageError)."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         label = name or "image"
         data = bytes(path_or_bytes)
@@ -180,13 +197,9 @@ def _decode(fp, label: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp, formats=_DECODERS) as im:
                 im.load()  # decode now, so truncated files fail here and not later
-                im = ImageOps.exif_transpose(im)
     except Exception as e:  # PIL raises many types; none may leak as a traceback
         raise BadImageError(_one_line(f"{label}: {_reason(e)}")) from None
-    try:
-        return to_rgb(im)
-    except ValueError:  # PIL has no conversion for this mode
-        raise BadImageError(_one_line(f"{label}: unsupported image mode {im.mode}")) from None
+    return im
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -305,6 +318,11 @@ class ImageSource:
     def image(self, i: int) -> Image.Image:
         raise NotImplementedError
 
+    def file(self, i: int) -> Path | bytes | None:
+        """Image i's file, as a path or its bytes, for readers that need more than its RGB pixels
+        (ganprint.image_files); None when the source holds pixels rather than files."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r}, {len(self)} images)"
 
@@ -349,7 +367,10 @@ class _FolderSource(ImageSource):
         return os.path.join(self.spec, *self.names[i].split("/"))
 
     def image(self, i: int) -> Image.Image:
-        return load_image(self.root.joinpath(*self.names[i].split("/")), name=self.location(i))
+        return load_image(self.file(i), name=self.location(i))
+
+    def file(self, i: int) -> Path:
+        return self.root.joinpath(*self.names[i].split("/"))
 
 
 def _walk_images(root: Path, follow_links: bool = False) -> tuple[list[str], list[str]]:
@@ -433,6 +454,9 @@ class _ZipSource(ImageSource):
         return self._zip
 
     def image(self, i: int) -> Image.Image:
+        return load_image(self.file(i), name=self.location(i))
+
+    def file(self, i: int) -> bytes:
         label = self.location(i)
         try:
             zf = self._zipfile()
@@ -447,7 +471,7 @@ class _ZipSource(ImageSource):
         except Exception as e:  # bad CRC, encryption, unsupported compression, vanished file
             message = f"{label}: cannot extract from the zip file ({e})"
             raise BadImageError(_one_line(message)) from None
-        return load_image(data, name=label)
+        return data
 
 
 def _is_zip_image(member: str) -> bool:
@@ -526,8 +550,10 @@ class _PackageSource(ImageSource):
             )
 
     def image(self, i: int) -> Image.Image:
-        data = _samples_dir().joinpath(self.names[i]).read_bytes()
-        return load_image(data, name=self.location(i))
+        return load_image(self.file(i), name=self.location(i))
+
+    def file(self, i: int) -> bytes:
+        return _samples_dir().joinpath(self.names[i]).read_bytes()
 
 
 def _samples_dir() -> Traversable:
