@@ -340,6 +340,22 @@ def report(tally: Tally, seconds: float, sent: int) -> None:
     print(f"transport errors:    {tally.transport or 0}" + (f"; retried while down: {tally.retried}" if tally.retried else ""))
 
 
+def batching_line(servers: list[Server]) -> str:
+    """Decoder calls and images per call, from each server's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    parts = []
+    for s in servers:
+        values = {}
+        for family in text_string_to_metric_families(httpx.get(s.url + "/metrics", timeout=10).text):
+            for sample in family.samples:
+                if sample.name.startswith("ganprint_decoder_batch_images_"):
+                    values[sample.name.rsplit("_", 1)[1]] = values.get(sample.name.rsplit("_", 1)[1], 0) + sample.value
+        calls, images = values.get("count", 0), values.get("sum", 0)
+        parts.append(f"{s.name} {int(calls)} decoder calls, {images / max(calls, 1):.2f} images per call")
+    return "batching: " + ", ".join(parts)
+
+
 def rss_line(servers: list[Server], label: str) -> str:
     return f"server RSS {label}: " + ", ".join(f"{s.name} {s.rss_mb():.0f} MB" for s in servers)
 
@@ -350,16 +366,22 @@ class RssSampler:
     def __init__(self, servers: list[Server]):
         import threading
 
-        self.servers, self.peak, self._stop = servers, {s.name: 0.0 for s in servers}, threading.Event()
+        self.servers, self.samples, self._stop = servers, {s.name: [] for s in servers}, threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
             for s in self.servers:
-                self.peak[s.name] = max(self.peak[s.name], s.rss_mb())
+                self.samples[s.name].append(s.rss_mb())
 
     def describe(self) -> str:
-        return ", ".join(f"{name} {mb:.0f} MB" for name, mb in self.peak.items())
+        """Peak, and the RSS at the end of each quarter of the run: growth shows as a rising row."""
+        parts = []
+        for name, values in self.samples.items():
+            quarters = [values[min(len(values) - 1, (k * len(values)) // 4)] for k in (1, 2, 3, 4)] if values else []
+            parts.append(f"{name} {max(values, default=float('nan')):.0f} MB; by quarter "
+                         + " / ".join(f"{v:.0f}" for v in quarters))  # fmt: skip
+        return ", ".join(parts)
 
     def __enter__(self) -> "RssSampler":
         self._thread.start()
@@ -370,9 +392,11 @@ class RssSampler:
         self._thread.join()
 
 
-async def warm_up(urls, fingerprinted, clean, concurrency: int) -> None:
+async def warm_up(urls, fingerprinted, clean, concurrency: int, hostile=()) -> None:
+    """Every kind of request a few times, so that 'after warm-up' memory is the steady state's."""
     tally = Tally()
-    await run_load(urls, (fingerprinted + clean)[: 8 * concurrency], concurrency, 120, tally)
+    plan = (fingerprinted + clean)[: 8 * concurrency] + [h for h in hostile for _ in range(3)]
+    await run_load(urls, plan, concurrency, 300, tally)
     if tally.wrong or tally.server_errors:
         raise SystemExit(f"warm-up failed: {tally.wrong[:3]}")
 
@@ -383,15 +407,16 @@ def mode_load(args, work: Path) -> None:
     fingerprinted, clean, hostile = build_payloads(registry, args.models)
     server = Server(registry, work, "server").start()
     try:
-        asyncio.run(warm_up([server.url], fingerprinted, clean, args.concurrency))
+        asyncio.run(warm_up([server.url], fingerprinted, clean, args.concurrency, hostile))
         before = rss_line([server], "after warm-up")
         plan = schedule(args.requests, fingerprinted, clean, hostile, args.seed)
         tally = Tally()
         with RssSampler([server]) as peak:
             seconds = asyncio.run(run_load([server.url], plan, args.concurrency, args.max_seconds, tally))
         report(tally, seconds, len(plan))
+        print(batching_line([server]))
         print(before)
-        print(rss_line([server], "at the end") + f" (peak during the run {peak.describe()})")
+        print(rss_line([server], "at the end") + f" (during the run: peak {peak.describe()})")
     finally:
         print(f"server stopped with SIGTERM: exit code {server.stop()}")
 
@@ -465,15 +490,16 @@ def mode_replicas(args, work: Path) -> None:
         same, seen = asyncio.run(compare())
         print(f"identical answers from both replicas: {same} of {len(probes)} probe images")
         print(f"a model registered through replica a, read through replica b: HTTP {seen}")
-        asyncio.run(warm_up([s.url for s in servers], fingerprinted, clean, args.concurrency))
+        asyncio.run(warm_up([s.url for s in servers], fingerprinted, clean, args.concurrency, hostile))
         before = rss_line(servers, "after warm-up")
         plan = schedule(args.requests, fingerprinted, clean, hostile, args.seed)
         tally = Tally()
         with RssSampler(servers) as peak:
             seconds = asyncio.run(run_load([s.url for s in servers], plan, args.concurrency, args.max_seconds, tally))
         report(tally, seconds, len(plan))
+        print(batching_line(servers))
         print(before)
-        print(rss_line(servers, "at the end") + f" (peak during the run {peak.describe()})")
+        print(rss_line(servers, "at the end") + f" (during the run: peak {peak.describe()})")
     finally:
         codes = [s.stop() for s in servers]
         print(f"replicas stopped with SIGTERM: exit codes {codes}")

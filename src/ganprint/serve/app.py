@@ -357,10 +357,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def name_is_free(model: str) -> None:
         """409 when the model already has a fingerprint; the registry's other refusals (a fingerprint
         too close to another, a degenerate one) are 422 with the registry's own sentence."""
-        taken = await asyncio.to_thread(registry.read, lambda reg: any(e.model == model for e in reg.entries()))
-        if taken:
-            raise ServeError(409, "conflict", f"model {model!r} already has a registered fingerprint; remove it "
-                             "first to register another")  # fmt: skip
+        try:
+            await asyncio.to_thread(registry.write, lambda reg: reg.get(model), 404, "not_found")
+        except ServeError as e:
+            if e.kind == "not_found":
+                return
+            raise
+        raise ServeError(409, "conflict", f"model {model!r} already has a registered fingerprint; remove it "
+                         "first to register another")  # fmt: skip
 
     @app.post("/v1/registry/issue", status_code=201, dependencies=[Depends(require_token)],
               summary="Issue and register a new fingerprint (needs a token)")  # fmt: skip
