@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from .data import ImageSource, iterate_batches
-from .errors import GanprintError
+from .data import ImageSource, _warn_skipped, iterate_batches, pil_to_tensor
+from .errors import BadImageError, GanprintError
 
 METHODS = ("codec", "scalable")
 
@@ -41,6 +41,14 @@ class Decoder:
     decode_logits: Callable[[torch.Tensor], torch.Tensor]
     model_dir: Path | None = None
     weights_file: Path | None = None
+    # an any-size codec: reads each image at its own size (decode_logits takes a list of (3,H,W));
+    # `resolution` is then its working resolution, at which `working_view` shows what it reads
+    working_view: Callable[[torch.Tensor], torch.Tensor] | None = None
+    check_size: Callable[[torch.Tensor, str], None] | None = None  # raises BadImageError (any-size codecs)
+
+    @property
+    def any_size(self) -> bool:
+        return self.working_view is not None
 
     def weights_sha256(self) -> str | None:
         """SHA-256 of the weights file: ties a calibration to exactly these weights."""
@@ -74,15 +82,49 @@ class Decoder:
     ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]:
         """(names, logits, images) a batch at a time: the images as the decoder saw them, which every
         verdict needs for its texture check (ganprint.texture)."""
+        if self.any_size:
+            yield from self._read_native(source, batch_size, strict, on_bad)
+            return
         for names, images in iterate_batches(source, self.resolution, batch_size, celeba=celeba, strict=strict,
                                              on_bad=on_bad):  # fmt: skip
             yield names, self.decode_logits(images).detach().float().cpu(), images
+
+    def _read_native(self, source: ImageSource, batch_size: int, strict: bool,
+                     on_bad: Callable[[str, str], None] | None) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]:  # fmt: skip
+        """Images at their own size, `batch_size` at a time; `images` are their working-size views."""
+        report = on_bad or _warn_skipped
+        names, images, read = [], [], 0
+        for i, name in enumerate(source.names):
+            try:
+                image = pil_to_tensor(source.image(i))
+                if self.check_size is not None:
+                    self.check_size(image, source.location(i))
+            except BadImageError as e:
+                if strict:
+                    raise
+                report(name, str(e))
+                continue
+            names.append(name)
+            images.append(image)
+            if len(names) == batch_size:
+                read += len(names)
+                yield names, self.decode_logits(images).detach().float().cpu(), torch.stack(
+                    [self.working_view(x) for x in images])
+                names, images = [], []
+        if names:
+            read += len(names)
+            yield names, self.decode_logits(images).detach().float().cpu(), torch.stack(
+                [self.working_view(x) for x in images])
+        if read == 0:
+            raise GanprintError(f"{source.spec}: none of the {len(source)} images could be read")
 
 
 def codec_decoder(codec, name: str, model_dir: Path | None = None, weights_file: Path | None = None) -> Decoder:
     """The Decoder of a loaded FingerprintCodec."""
     if codec.decoder is None:
         raise GanprintError(f"{name}: this codec has no decoder; give a decoder or a full codec")
+    if getattr(codec, "any_size", False):
+        return anysize_decoder(codec, name, model_dir, weights_file)
     return Decoder(
         name=name,
         method="codec",
@@ -92,6 +134,25 @@ def codec_decoder(codec, name: str, model_dir: Path | None = None, weights_file:
         model_dir=model_dir,
         weights_file=weights_file,
     )
+
+
+def anysize_decoder(codec, name: str, model_dir: Path | None = None, weights_file: Path | None = None) -> Decoder:
+    """The Decoder of a loaded AnySizeCodec: images at their own size."""
+    from .codec.anysize import check_image_size, to_working
+
+    cfg = codec.config
+
+    def check(image: torch.Tensor, label: str) -> None:
+        try:
+            check_image_size(image.shape[-2], image.shape[-1], cfg, label)
+        except GanprintError as e:
+            raise BadImageError(str(e)) from None
+
+    return Decoder(
+        name=name, method="codec", resolution=cfg.working_resolution, fingerprint_length=cfg.fingerprint_length,
+        decode_logits=codec.decode_logits, model_dir=model_dir, weights_file=weights_file,
+        working_view=lambda image: to_working(image.unsqueeze(0), cfg.working_resolution)[0], check_size=check,
+    )  # fmt: skip
 
 
 def describe_codec(model: str | os.PathLike, codec) -> Decoder:
@@ -115,9 +176,9 @@ def load_decoder(
     """A decoder by method: a codec name/folder/original .pth, or a scalable-fingerprinting network."""
     if method == "codec":
         from .codec.importing import load_codec
-        from .pretrained import DEFAULT_CODEC
+        from .pretrained import default_codec
 
-        model = DEFAULT_CODEC if model is None else os.fspath(model)
+        model = default_codec(resolution) if model is None else os.fspath(model)
         return describe_codec(model, load_codec(model, resolution, device))
     if method == "scalable":
         if model is None:

@@ -1,5 +1,7 @@
 """The demo, both methods end to end through PNG files.
 
+Any-size codec: built-in photos (512 px and up) fingerprinted at their native size -> PNG -> read
+back -> detect; then the same files re-saved as JPEG 75, halved, and cropped to half their area.
 Codec (ICCV 2021): embed -> PNG files -> read back -> detect, with clean images as controls.
 Scalable fingerprinting (ICLR 2022): three fingerprinted models of one scalable network generate
 images -> PNG files -> read back -> the network's decoder reads each image's fingerprint -> each
@@ -10,11 +12,13 @@ from __future__ import annotations
 
 import math
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .attribution import ATTRIBUTED, NOT_FINGERPRINTED, UNKNOWN, Attributor, summarize
 from .calibration import load_calibration
@@ -23,8 +27,11 @@ from .data import load_image, open_source, pil_to_tensor, preprocess, tensor_to_
 from .detection import DetectionResult
 from .errors import GanprintError
 from .fingerprints import bits_to_hex, random_fingerprints
+from .pretrained import ANYSIZE_CODEC, CODEC_32
 from .visualize import labelled_image_rows, residual_grid, save_png
 
+DEMO_PHOTOS = ("astronaut.png", "coffee.png")  # assets/demo_photos: never seen by codec-any in training
+ANYSIZE_PICTURE = "anysize-demo.png"
 DEFAULT_SCALABLE_NETWORK = "scalable-32"  # the shipped scalable network (also `ganprint scalable`'s default)
 SCALABLE_MODELS = ("A", "B", "C")  # the fingerprinted models the scalable part makes
 SCALABLE_IMAGES_DIR = "scalable_images"
@@ -40,11 +47,20 @@ def run_demo(
     echo: Callable[[str], None] = print,
     scalable_network: str | os.PathLike | None = DEFAULT_SCALABLE_NETWORK,
     images_per_model: int = 8,
+    anysize_model: str | os.PathLike | None = ANYSIZE_CODEC,
 ) -> dict:
-    """Run the demo and return its figures (used by the tests); `figures["scalable"]` holds the
-    scalable part's (see `run_scalable_demo`). `scalable_network` None leaves that part out."""
+    """Run the demo and return its figures (used by the tests): first the any-size codec
+    `anysize_model` on the built-in photos (`figures["anysize"]`, see `run_anysize_demo`), then the
+    32-px codec `model` (default codec-32) on `count` sample crops, then the scalable part
+    (`figures["scalable"]`, see `run_scalable_demo`). `anysize_model` or `scalable_network` None
+    leaves that part out."""
     out = Path(output_dir)
+    figures: dict = {}
+    if anysize_model is not None:
+        figures["anysize"] = run_anysize_demo(out, anysize_model, seed=seed, device=device, echo=echo)
+        echo("")
     images_dir = out / "fingerprinted_images"
+    model = CODEC_32 if model is None else model
     codec = load_codec(model, device=device)
     r, length = codec.config.resolution, codec.config.fingerprint_length
     source = open_source("samples")
@@ -52,7 +68,8 @@ def run_demo(
 
     clean = torch.stack([pil_to_tensor(preprocess(source.image(i), r)) for i in range(count)])
     fingerprint = torch.randint(0, 2, (length,), generator=torch.Generator().manual_seed(seed)).float()
-    echo(f"codec {model or 'codec-32'}: {codec.config.arch} arch, {r}x{r}, {length} bits")
+    echo(f"codec {model}: {codec.config.arch} arch, {r}x{r}, {length} bits (crops of the built-in photos, as in "
+         "a GAN's training set)")
     echo(f"fingerprint: {bits_to_hex(fingerprint)}")
 
     marked = codec.embed(clean, fingerprint).cpu()
@@ -68,7 +85,7 @@ def run_demo(
             f"{paths[i].name:<18}{on_marked.bit_accuracy[i]:>9.3f}{psnr[i]:>9.1f}{on_marked.neg_log10_p[i]:>10.1f}  "
             f"{_verdict(on_marked, i):<12} | {on_clean.bit_accuracy[i]:.3f} {_verdict(on_clean, i)}"
         )
-    figures = {
+    figures |= {
         "bit_accuracy": on_marked.bit_accuracy.mean().item(),
         "psnr": sum(psnr) / len(psnr),
         "detected": sum(on_marked.detected),
@@ -257,3 +274,87 @@ def _scalable_picture(images: torch.Tensor, rows: list[dict], fingerprints: torc
     return labelled_image_rows(groups, row_labels, captions, colors,
                                title="scalable fingerprinting: bit accuracy vs own fingerprint → attributed model "
                                "(green: its own, red: another, grey: none)")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- any-size part
+def demo_photos() -> list[tuple[str, Image.Image]]:
+    """The built-in photos of the any-size part, at their native size."""
+    root = resources.files("ganprint") / "assets" / "demo_photos"
+    return [(name, load_image(bytes((root / name).read_bytes()), name)) for name in DEMO_PHOTOS]
+
+
+def _wild_copies(image: Image.Image) -> dict[str, Image.Image]:
+    """What a published photo meets on the way: re-saved as JPEG 75, halved, cropped to half its area
+    (ganprint.attacks), each saved to 8 bits as a file would hold it."""
+    from .attacks import ATTACKS
+
+    x = pil_to_tensor(image).unsqueeze(0)
+    return {label: tensor_to_pil(ATTACKS[name](x, value)[0]) for label, name, value in WILD_ATTACKS}
+
+
+WILD_ATTACKS = (("JPEG 75", "jpeg", 75), ("resize 0.5", "rescale", 0.5), ("crop 50%", "crop_area", 0.5))
+
+
+def _hundred_percent_crops(clean: torch.Tensor, marked: torch.Tensor, side: int = 160):
+    """The flattest and the most textured side x side windows of an image, at 100% (no scaling)."""
+    grey = clean.mean(0, keepdim=True).unsqueeze(0)
+    local = torch.nn.functional.avg_pool2d((grey - torch.nn.functional.avg_pool2d(grey, 3, 1, 1)).abs(), side, side // 2)
+    flat = divmod(int(local.flatten().argmin()), local.shape[-1])
+    busy = divmod(int(local.flatten().argmax()), local.shape[-1])
+    boxes = [(y * side // 2, x * side // 2) for y, x in (flat, busy)]
+    cut = lambda t: torch.stack([t[:, y : y + side, x : x + side] for y, x in boxes])  # noqa: E731
+    return cut(clean), cut(marked)
+
+
+def run_anysize_demo(output_dir: str | os.PathLike, model: str | os.PathLike = ANYSIZE_CODEC, seed: int = 0, device: str = "auto",
+                     echo: Callable[[str], None] = print) -> dict:  # fmt: skip
+    """Fingerprint the built-in photos at native size, save as PNG, read back, detect; then detect on
+    copies re-saved as JPEG 75, halved and cropped; the clean photos are the controls. When the codec
+    cannot be used (not shipped in this build, not found, not an any-size codec) prints one line saying
+    why and returns {"skipped": reason}."""
+    out = Path(output_dir)
+    try:
+        codec = load_codec(model, device=device)
+        if not getattr(codec, "any_size", False):
+            raise GanprintError(f"{model}: not an any-size codec (e.g. codec-any)")
+    except GanprintError as exc:
+        echo(f"photos at native size: skipped ({exc})")
+        return {"skipped": str(exc)}
+    length = codec.config.fingerprint_length
+    fingerprint = torch.randint(0, 2, (length,), generator=torch.Generator().manual_seed(seed)).float()
+    echo(f"codec {model}: any size, {length} bits (working resolution {codec.config.working_resolution})")
+    echo(f"fingerprint: {bits_to_hex(fingerprint)}\n")
+    header = f"{'image':<16}{'size':>10}{'PSNR dB':>9}{'bit acc':>9}{'-log10 p':>10}  verdict"
+    echo(header + "".join(f" | {label:>10}" for label, *_ in WILD_ATTACKS) + " | clean control")
+    rows, crops_clean, crops_marked = [], [], []
+    for name, photo in demo_photos():
+        marked = codec.embed(photo, fingerprint)
+        path = out / "anysize_images" / name
+        save_png(marked, path)
+        reloaded = load_image(path)
+        clean_t, marked_t = pil_to_tensor(photo), pil_to_tensor(reloaded)
+        psnr = 10 * math.log10(1 / max(1e-12, (marked_t - clean_t).pow(2).mean().item()))
+        result = codec.detect(reloaded, expected=fingerprint)
+        wild = {label: codec.detect(img, expected=fingerprint) for label, img in _wild_copies(reloaded).items()}
+        control = codec.detect(photo, expected=fingerprint)
+        echo(
+            f"{name:<16}{f'{photo.width}x{photo.height}':>10}{psnr:>9.1f}{result.bit_accuracy[0]:>9.3f}"
+            f"{result.neg_log10_p[0]:>10.1f}  {_verdict(result, 0):<13}"
+            + "".join(f" | {r.bit_accuracy[0]:.3f} {'det' if r.detected[0] else 'MISS'}" for r in wild.values())
+            + f" | {control.bit_accuracy[0]:.3f} {_verdict(control, 0)}"
+        )
+        rows.append({"name": name, "psnr": psnr, "bit_accuracy": result.bit_accuracy[0].item(),
+                     "detected": bool(result.detected[0]), "clean_detected": bool(control.detected[0]),
+                     **{f"{label} bit_accuracy": r.bit_accuracy[0].item() for label, r in wild.items()},
+                     **{f"{label} detected": bool(r.detected[0]) for label, r in wild.items()}})  # fmt: skip
+        c, m = _hundred_percent_crops(clean_t, marked_t)
+        crops_clean.append(c)
+        crops_marked.append(m)
+    picture = out / ANYSIZE_PICTURE
+    save_png(residual_grid(torch.cat(crops_clean), torch.cat(crops_marked)), picture)
+    echo(f"\n{len(rows)} photos at native size: detected {sum(r['detected'] for r in rows)}/{len(rows)} from PNG, "
+         + ", ".join(f"{sum(r[f'{label} detected'] for r in rows)}/{len(rows)} after {label}" for label, *_ in WILD_ATTACKS)
+         + f"; clean controls detected {sum(r['clean_detected'] for r in rows)}/{len(rows)}")  # fmt: skip
+    echo(f"picture (100% crops, flattest and busiest region of each photo: clean / fingerprinted / amplified "
+         f"residual): {picture}")
+    return {"photos": rows}

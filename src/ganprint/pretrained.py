@@ -8,7 +8,22 @@ from pathlib import Path
 
 from .errors import GanprintError
 
-DEFAULT_CODEC = "codec-32"
+ANYSIZE_CODEC = "codec-any"  # any size and aspect ratio (codec/anysize.py)
+DEFAULT_CODEC = "codec-32"  # what embed/detect/attribute/calibrate use by default
+CODEC_32 = "codec-32"  # the fixed-resolution codec for 32x32 images (GAN training sets, the transfer experiment)
+FIXED_RESOLUTION_CODECS = {32: CODEC_32}
+
+
+def default_codec(resolution: int | None = None) -> str:
+    """The shipped codec for a fixed resolution (`--image_resolution`), or the any-size one (None)."""
+    if resolution is None:
+        return DEFAULT_CODEC
+    if resolution in FIXED_RESOLUTION_CODECS:
+        return FIXED_RESOLUTION_CODECS[resolution]
+    raise GanprintError(
+        f"no shipped codec works at {resolution}x{resolution}; give a model with --model (a folder, or the original "
+        f"release's *_encoder.pth / *_decoder.pth), or leave out --image_resolution for the any-size codec"
+    )
 
 
 def _models_root():

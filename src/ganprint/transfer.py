@@ -56,7 +56,7 @@ from .detection import DEFAULT_FALSE_POSITIVE_RATE, NullModel
 from .errors import GanprintError
 from .fingerprints import bits_to_hex, bits_to_str, parse_fingerprint, random_fingerprints, read_fingerprint_file
 from .io import atomic_path, atomic_write_json, atomic_write_text
-from .pretrained import DEFAULT_CODEC
+from .pretrained import CODEC_32
 from .stats import neg_log10_p_value, p_value
 from .visualize import amplified_residual
 
@@ -73,7 +73,7 @@ class TransferOptions:
     num_images: int = 1000  # images generated and tested
     kimg: float = 160.0  # GAN training length in thousands of images (cpu32 + codec-32: enough for 0.99)
     fingerprint: str | None = None  # bits or hex; default: random bits drawn from `seed`
-    codec: str = DEFAULT_CODEC  # shipped name, model folder or original *_encoder.pth
+    codec: str = CODEC_32  # shipped name, model folder or original *_encoder.pth
     preset: str = "cpu32"  # GAN networks and training defaults (gan.network.PRESETS)
     seed: int = 0  # fingerprint draw, GAN training, generation seeds start here
     control_images: int = 1000  # clean and fingerprinted real images scored as controls

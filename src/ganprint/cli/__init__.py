@@ -17,6 +17,7 @@ from .attacks import attacks
 from .attribute import attribute
 from .calibrate import calibrate
 from .codec import codec
+from .codec_anysize import train_anysize
 from .dataset import dataset
 from .demo import demo
 from .evaluate import evaluate
@@ -46,6 +47,7 @@ def cli() -> None:
     set_follow_links(False)  # runs before the command's own options: only its --follow-links can change it
 
 
+codec.add_command(train_anysize)
 cli.add_command(codec)
 cli.add_command(dataset)
 cli.add_command(demo)

@@ -16,7 +16,6 @@ import click
 
 from ..data import IMAGE_EXTENSIONS, ImageSource, load_image, open_source
 from ..errors import GanprintError
-from ..pretrained import DEFAULT_CODEC
 from . import options as opt
 from .registry import registry_option, timeout_option
 
@@ -65,8 +64,9 @@ def _row(r) -> str:
 @click.command()
 @registry_option
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("--model", default=DEFAULT_CODEC, show_default=True, metavar="NAME|PATH",
-              help="The decoder: a codec name or folder (or original *_decoder.pth), or a scalable network.")
+@click.option("--model", default=None, metavar="NAME|PATH",
+              help="The decoder: a codec name or folder (or original *_decoder.pth), or a scalable network "
+              "[default: codec-any; codec-32 with --image_resolution 32].")
 @click.option("--method", type=click.Choice(["codec", "scalable"]), default="codec", show_default=True,
               help="Fingerprinting method of --model; only registered fingerprints of this method are compared.")
 @opt.fpr

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..pretrained import DEFAULT_CODEC
 from . import options as opt
 
 
 @click.command()
-@click.option("--model", default=DEFAULT_CODEC, show_default=True, metavar="NAME|PATH",
-              help="The decoder: a codec name or folder (or original *_decoder.pth), or a scalable network.")
+@click.option("--model", default=None, metavar="NAME|PATH",
+              help="The decoder: a codec name or folder (or original *_decoder.pth), or a scalable network "
+              "[default: codec-any; codec-32 with --image_resolution 32].")
 @click.option("--method", type=click.Choice(["codec", "scalable"]), default="codec", show_default=True,
               help="Fingerprinting method of --model.")
 @opt.data_dir()

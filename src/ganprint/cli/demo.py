@@ -11,7 +11,10 @@ from .scalable import DEFAULT_NETWORK as DEFAULT_SCALABLE_NETWORK
 @click.command()
 @click.option("--output-dir", "--output_dir", "output_dir", default="ganprint-demo", show_default=True,
               type=click.Path(file_okay=False), help="Folder for the demo's images and pictures.")
-@click.option("--model", default=None, metavar="NAME|PATH", help="Codec to use [default: the shipped codec].")
+@click.option("--anysize-model", "anysize_model", default="codec-any", show_default=True, metavar="NAME|PATH",
+              help="Any-size codec for the first part (built-in photos at their native size).")
+@click.option("--model", default="codec-32", show_default=True, metavar="NAME|PATH",
+              help="Fixed-resolution codec for the second part (crops of the built-in photos).")
 @click.option("--images", "count", type=click.IntRange(1, 64), default=16, show_default=True,
               help="How many built-in images to use.")
 @click.option("--scalable-network", "scalable_network", default=DEFAULT_SCALABLE_NETWORK, show_default=True,
@@ -20,8 +23,11 @@ from .scalable import DEFAULT_NETWORK as DEFAULT_SCALABLE_NETWORK
               "folder or a training run folder. When it cannot be used, that part is skipped with one line saying why.")
 @opt.seed
 @opt.device
-def demo(output_dir, model, count, scalable_network, seed, device) -> None:
-    """Two parts. Codec: fingerprint built-in photos, save them as PNG, read the PNGs back and detect
+def demo(output_dir, anysize_model, model, count, scalable_network, seed, device) -> None:
+    """Three parts. Any size: fingerprint two built-in photos (512x512, 600x400) at their native size,
+    save them as PNG, read them back and detect the fingerprint, also after JPEG 75, halving and a crop
+    to half the area; saves anysize-demo.png (100% crops: clean / fingerprinted / amplified residual).
+    Codec at 32 px: fingerprint built-in photo crops, save them as PNG, read the PNGs back and detect
     the fingerprint; clean photos serve as controls. Prints bit accuracy, PSNR and a verdict per image
     and saves demo.png (clean / fingerprinted / amplified residual). Scalable fingerprinting: three
     fingerprinted models of the scalable network (fingerprints drawn from --seed) generate 8 images
@@ -36,4 +42,4 @@ def demo(output_dir, model, count, scalable_network, seed, device) -> None:
     from ..demo import run_demo
 
     run_demo(output_dir, model=model, count=count, seed=seed, device=device, echo=click.echo,
-             scalable_network=scalable_network)  # fmt: skip
+             scalable_network=scalable_network, anysize_model=anysize_model)  # fmt: skip

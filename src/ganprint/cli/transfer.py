@@ -7,7 +7,7 @@ import json
 
 import click
 
-from ..pretrained import DEFAULT_CODEC
+from ..pretrained import CODEC_32
 from . import options as opt
 
 
@@ -33,7 +33,7 @@ def transfer() -> None:
               "give 320 for image quality as close to a clean GAN's as the same training allows).")
 @click.option("--fingerprint", default=None, metavar="BITS|HEX",
               help="The fingerprint for every training image [default: random bits drawn from --seed].")
-@click.option("--codec", default=DEFAULT_CODEC, show_default=True, metavar="NAME|PATH",
+@click.option("--codec", default=CODEC_32, show_default=True, metavar="NAME|PATH",
               help="Codec that embeds and detects: a shipped name or a folder with config.json + model.safetensors.")
 @click.option("--preset", type=click.Choice(["cpu32", "cpu64"]), default="cpu32", show_default=True,
               help="GAN networks and training defaults (must match the codec's resolution).")

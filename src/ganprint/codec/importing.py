@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
+from .. import checkpoint
 from ..device import resolve_device
 from ..errors import GanprintError
-from ..pretrained import DEFAULT_CODEC
+from ..pretrained import default_codec, resolve_model_dir
 from .codec import FingerprintCodec
 from .config import CodecConfig
 
@@ -49,6 +50,17 @@ def codec_from_original(*paths: str | os.PathLike, resolution: int | None = None
     return codec.eval()
 
 
+def is_anysize_model(model: str | os.PathLike) -> bool:
+    """Whether a name or folder holds an any-size codec (codec/anysize.py)."""
+    from .anysize import KIND
+
+    path = Path(model)
+    if path.is_file():
+        return False
+    config = checkpoint.read_config(resolve_model_dir(model))
+    return isinstance(config, dict) and config.get("kind") == KIND
+
+
 def load_codec(
     model: str | os.PathLike | None = None,
     resolution: int | None = None,
@@ -57,12 +69,21 @@ def load_codec(
     """A shipped name or folder (config.json + model.safetensors), or an original .pth file.
 
     `resolution`, when given, must match the model's (the original encoder needs it: its weights do
-    not say which resolution it was trained for).
+    not say which resolution it was trained for); an any-size codec takes none.
     """
-    model = DEFAULT_CODEC if model is None else model
+    model = default_codec(resolution) if model is None else model
     path = Path(model)
     if path.is_file() and path.suffix.lower() in ORIGINAL_SUFFIXES:
         codec = codec_from_original(path, resolution=resolution)
+    elif is_anysize_model(model):
+        from .anysize_codec import AnySizeCodec
+
+        if resolution is not None:
+            raise GanprintError(
+                f"{model}: an any-size codec keeps every image at its own size; drop --image_resolution, "
+                "or choose a fixed-resolution model (e.g. --model codec-32)"
+            )
+        codec = AnySizeCodec.from_pretrained(model)
     else:
         codec = FingerprintCodec.from_pretrained(model)
     if resolution is not None and resolution != codec.config.resolution:

@@ -1,0 +1,164 @@
+"""AnySizeCodec: the verbs (embed, decode_logits, detect) on images of any size, for the networks of
+codec/anysize.py. PIL images come back as PIL images of the same size and mode (image_modes.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .. import checkpoint
+from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult
+from ..device import resolve_device
+from ..errors import GanprintError
+from ..fingerprints import parse_fingerprint
+from ..image_modes import marked_like, rgb_for_marking
+from ..pretrained import resolve_model_dir
+from .anysize import KIND, AnySizeConfig, FoldingDecoder, TiledEncoder, check_image_size, to_native, to_working
+
+Images = torch.Tensor | Image.Image | Sequence[Image.Image] | Sequence[torch.Tensor]
+
+
+class AnySizeCodec(nn.Module):
+    """Embeds L-bit fingerprints into images of any size (64 px to 8K) and reads them back."""
+
+    any_size = True
+
+    def __init__(self, config: AnySizeConfig, encoder: bool = True, decoder: bool = True):
+        super().__init__()
+        self.config = config.validate()
+        self.encoder = TiledEncoder(config) if encoder else None
+        self.decoder = FoldingDecoder(config) if decoder else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ----------------------------------------------------------------------------------- inputs
+    @staticmethod
+    def _as_list(images: Images) -> tuple[list, str]:
+        if isinstance(images, Image.Image):
+            return [images], "pil"
+        if isinstance(images, torch.Tensor):
+            if images.ndim == 3:
+                return [images], "single-tensor"
+            if images.ndim == 4:
+                return list(images), "tensor"
+            raise GanprintError(f"expected image tensors (3,H,W) or (N,3,H,W), got shape {tuple(images.shape)}")
+        items = list(images)
+        if not items:
+            raise GanprintError("no images given")
+        return items, "pil-list" if isinstance(items[0], Image.Image) else "tensor-list"
+
+    def _tensor(self, item, index: int) -> torch.Tensor:
+        """(1,3,H,W) float on the codec's device, size checked."""
+        if isinstance(item, Image.Image):
+            t = rgb_for_marking(item)
+        elif isinstance(item, torch.Tensor):
+            if item.ndim != 3 or item.shape[0] != 3 or not item.is_floating_point():
+                raise GanprintError(f"image {index}: expected a float RGB tensor (3,H,W) in [0,1], got {tuple(item.shape)}")
+            t = item
+        else:
+            raise GanprintError(f"image {index}: expected a PIL image or a tensor, got {type(item).__name__}")
+        check_image_size(t.shape[-2], t.shape[-1], self.config, f"image {index}")
+        if not torch.isfinite(t).all():
+            raise GanprintError(f"image {index}: holds non-finite values")
+        return t.to(self.device, torch.float32).unsqueeze(0)
+
+    def _as_bits(self, fingerprints, count: int) -> torch.Tensor:
+        length = self.config.fingerprint_length
+        if isinstance(fingerprints, str):
+            fingerprints = parse_fingerprint(fingerprints, length)
+        bits = torch.as_tensor(fingerprints, dtype=torch.float32)
+        if bits.ndim == 1:
+            bits = bits.unsqueeze(0).expand(count, -1)
+        if bits.shape != (count, length):
+            raise GanprintError(f"expected {count} fingerprints of {length} bits, got shape {tuple(bits.shape)}")
+        if not torch.all((bits == 0) | (bits == 1)):
+            raise GanprintError("fingerprint bits must be 0 or 1")
+        return bits.to(self.device)
+
+    # -------------------------------------------------------------------------------- the verbs
+    @torch.inference_mode()
+    def residual(self, image: torch.Tensor, bits: torch.Tensor, strength: float | None = None) -> torch.Tensor:
+        """The residual at native size for one (1,3,H,W) image and (1,L) bits."""
+        h, w = image.shape[-2:]
+        r = self.encoder(to_working(image, self.config.working_resolution), bits, rms=strength)
+        if not torch.isfinite(r).all():
+            raise GanprintError("the encoder produced non-finite values: the model is broken")
+        return to_native(r, h, w)
+
+    def embed(self, images: Images, fingerprints, strength: float | None = None):
+        """Fingerprint images of any size. `fingerprints`: one (L,) or one per image (N, L), 0/1, or a
+        bits/hex string. PIL images come back as PIL images of the same size and mode (alpha, greyscale
+        and 16-bit kept); tensors (3,H,W) in [0,1] as tensors. `strength` overrides the residual RMS."""
+        if self.encoder is None:
+            raise GanprintError("this codec has no encoder (it was built from a decoder only)")
+        items, kind = self._as_list(images)
+        bits = self._as_bits(fingerprints, len(items))
+        out = []
+        for i, item in enumerate(items):
+            x = self._tensor(item, i)
+            marked = (x + self.residual(x, bits[i : i + 1], strength)).clamp(0, 1)[0]
+            out.append(marked_like(item, marked.cpu()) if isinstance(item, Image.Image) else marked)
+        if kind in ("pil", "single-tensor"):
+            return out[0]
+        return torch.stack(out) if kind == "tensor" else out
+
+    def working_views(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """The image at each working size the decoder tries (crops magnify the tile grid)."""
+        w = self.config.working_resolution
+        base = to_working(image, w)
+        return [base if s == 1 else to_working(base, max(2 * 8, round(w * s))) for s in self.config.scales]
+
+    @torch.inference_mode()
+    def decode_logits(self, images: Images) -> torch.Tensor:
+        """Raw bit logits (N, L) on the CPU; bit = logit > 0. For each image, the scale and tile shift
+        whose reading is most confident (mean |logit|), chosen without looking at any fingerprint."""
+        if self.decoder is None:
+            raise GanprintError("this codec has no decoder (it was built from an encoder only)")
+        items, _ = self._as_list(images)
+        self.decoder.eval()
+        views = [self.working_views(self._tensor(item, i)) for i, item in enumerate(items)]
+        candidates = []
+        for k in range(len(self.config.scales)):
+            batch = torch.cat([v[k] for v in views])
+            candidates.append(self.decoder.read_all_shifts(self.decoder.fold(batch)))
+        logits = torch.cat(candidates, dim=1)  # (N, scales * shifts, L)
+        if not torch.isfinite(logits).all():
+            raise GanprintError("the decoder produced non-finite values: the model is broken")
+        best = logits.abs().mean(-1).argmax(1)
+        return logits[torch.arange(logits.shape[0]), best].cpu()
+
+    def detect(self, images: Images, expected=None, false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE,
+               batch_size: int | None = None) -> DetectionResult:  # fmt: skip
+        """Read fingerprints; with `expected` (bits, (N, L) or a string) add accuracy, p-values, verdicts."""
+        logits = self.decode_logits(images)
+        if isinstance(expected, str):
+            expected = parse_fingerprint(expected, self.config.fingerprint_length)
+        return DetectionResult.from_logits(logits, expected, false_positive_rate)
+
+    # ------------------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json + model.safetensors (inference weights only)."""
+        return checkpoint.save_pretrained(directory, self.config.to_dict(), self.state_dict())
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> "AnySizeCodec":
+        directory = resolve_model_dir(name_or_path)
+        data = checkpoint.read_config(directory)
+        if not isinstance(data, dict) or data.get("kind") != KIND:
+            raise GanprintError(f"{directory}: not an any-size codec")
+        config = AnySizeConfig.from_dict(data, str(directory / checkpoint.CONFIG_NAME))
+        weights = checkpoint.read_weights(directory)
+        has_encoder = any(k.startswith("encoder.") for k in weights)
+        has_decoder = any(k.startswith("decoder.") for k in weights)
+        if not (has_encoder or has_decoder):
+            raise GanprintError(f"{directory}: no encoder or decoder weights in {checkpoint.WEIGHTS_NAME}")
+        codec = cls(config, encoder=has_encoder, decoder=has_decoder)
+        checkpoint.load_state(codec, weights, str(directory / checkpoint.WEIGHTS_NAME))
+        return codec.to(resolve_device(device)).eval()

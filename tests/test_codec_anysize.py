@@ -1,0 +1,149 @@
+"""The any-size codec's networks, verbs and trainer, on small random networks (the shipped codec-any is
+tested in test_shipped.py)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganprint.codec.anysize import AnySizeConfig, FoldingDecoder, TiledEncoder, texture_mask
+from ganprint.codec.anysize_codec import AnySizeCodec
+from ganprint.codec.importing import is_anysize_model, load_codec
+from ganprint.errors import GanprintError
+
+SMALL = dict(channels=8, message_channels=4, fingerprint_length=24)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    return AnySizeCodec(AnySizeConfig(**SMALL)).eval()
+
+
+def _photo(w, h, seed=0, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, w)[None, :, None] * 0.6 + rng.integers(0, 90, (h, w, 3))
+    return Image.fromarray(base.clip(0, 255).astype(np.uint8), "RGB").convert(mode)
+
+
+@pytest.mark.parametrize("bad", [dict(tile=12), dict(tile=48), dict(working_resolution=60), dict(residual_rms=0),
+                                 dict(scales=()), dict(scales=(1.0, 3.0)), dict(min_side=100, max_side=50)])  # fmt: skip
+def test_config_refuses_what_the_networks_cannot_do(bad):
+    with pytest.raises(GanprintError):
+        AnySizeConfig(**bad).validate()
+
+
+def test_config_round_trips_through_json():
+    config = AnySizeConfig(**SMALL, scales=(1.0, 0.7))
+    again = AnySizeConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    with pytest.raises(GanprintError, match="unknown"):
+        AnySizeConfig.from_dict({**config.to_dict(), "surprise": 1})
+
+
+@pytest.mark.parametrize("size", [(64, 64), (97, 130), (640, 200), (1000, 64)])
+def test_embed_keeps_size_and_only_adds_the_set_residual(codec, size):
+    photo = _photo(*size)
+    marked = codec.embed(photo, "1" * 24)
+    assert marked.size == photo.size and marked.mode == "RGB"
+    diff = np.asarray(marked, dtype=np.float64) - np.asarray(photo, dtype=np.float64)
+    rms = np.sqrt((diff / 255) ** 2).mean()
+    assert 0 < rms < 4 * codec.config.residual_rms  # a faint residual, nothing else changed
+
+
+def test_embed_takes_tensors_and_lists_and_gives_back_the_same_kind(codec):
+    bits = torch.randint(0, 2, (24,)).float()
+    x = torch.rand(3, 80, 120)
+    out = codec.embed(x, bits)
+    assert isinstance(out, torch.Tensor) and out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    batch = codec.embed(torch.rand(2, 3, 70, 70), bits)
+    assert batch.shape == (2, 3, 70, 70)
+    pils = codec.embed([_photo(90, 70), _photo(200, 100, 1)], bits)
+    assert [p.size for p in pils] == [(90, 70), (200, 100)]
+    logits = codec.decode_logits([_photo(90, 70), torch.rand(3, 300, 100)])
+    assert logits.shape == (2, 24) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("size, limit", [((63, 500), "at least 64"), ((8193, 100), "at most 8192")])
+def test_sizes_outside_the_limits_are_refused_with_the_limit(codec, size, limit):
+    with pytest.raises(GanprintError, match=limit):
+        codec.embed(Image.new("RGB", size), "0" * 24)
+    with pytest.raises(GanprintError, match=limit):
+        codec.decode_logits(Image.new("RGB", size))
+
+
+def test_modes_come_back_as_they_went_in(codec):
+    grey = _photo(100, 80, mode="L")
+    assert codec.embed(grey, "1" * 24).mode == "L"
+    rgba = _photo(100, 80).convert("RGBA")
+    alpha = Image.fromarray(np.tile(np.arange(100, dtype=np.uint8), (80, 1)))
+    rgba.putalpha(alpha)
+    marked = codec.embed(rgba, "1" * 24)
+    assert marked.mode == "RGBA" and np.array_equal(np.asarray(marked.getchannel("A")), np.asarray(alpha))
+
+
+def test_every_shift_reads_the_folded_map_rolled():
+    torch.manual_seed(1)
+    decoder = FoldingDecoder(AnySizeConfig(**SMALL)).eval()
+    with torch.no_grad():
+        folded = decoder.fold(torch.rand(3, 3, 128, 128))
+        every = decoder.read_all_shifts(folded)
+        p = decoder.cells
+        for sy, sx in [(0, 0), (1, 3), (3, 2)]:
+            one = decoder.read(folded, torch.full((3,), sy), torch.full((3,), sx))
+            assert torch.allclose(one, every[:, sy * p + sx], atol=1e-5)
+
+
+def test_residual_has_the_configured_rms_and_spares_flat_regions():
+    torch.manual_seed(2)
+    config = AnySizeConfig(**SMALL)
+    encoder = TiledEncoder(config).eval()
+    x = torch.full((1, 3, 128, 128), 0.5)
+    x[..., 64:] += 0.2 * torch.rand(1, 3, 128, 64)  # right half textured, left half flat
+    with torch.no_grad():
+        r = encoder(x, torch.ones(1, 24))
+    assert r.pow(2).mean().sqrt().item() == pytest.approx(config.residual_rms, rel=1e-3)
+    flat, busy = r[..., 8:56].pow(2).mean().sqrt(), r[..., 72:120].pow(2).mean().sqrt()
+    assert flat < 0.7 * busy
+    mask = texture_mask(x, config.mask_floor)
+    assert mask.mean().item() == pytest.approx(1.0, rel=1e-4) and mask.min() > 0
+
+
+def test_saved_codec_loads_by_folder_and_is_recognised(codec, tmp_path):
+    codec.save_pretrained(tmp_path / "m")
+    assert is_anysize_model(tmp_path / "m")
+    loaded = load_codec(tmp_path / "m")
+    x = _photo(150, 90)
+    assert torch.allclose(loaded.decode_logits(x), codec.decode_logits(x), atol=1e-4)
+    with pytest.raises(GanprintError, match="any-size"):
+        load_codec(tmp_path / "m", resolution=32)
+
+
+def test_non_finite_weights_are_an_error_not_a_verdict(codec, tmp_path):
+    broken = AnySizeCodec(AnySizeConfig(**SMALL))
+    broken.load_state_dict(codec.state_dict())
+    with torch.no_grad():
+        broken.decoder.readout.weight.fill_(float("nan"))
+    with pytest.raises(GanprintError, match="non-finite|broken"):
+        broken.decode_logits(_photo(100, 100))
+
+
+def test_training_resumes_exactly(tmp_path):
+    from ganprint.codec.anysize_train import AnySizeTrainOptions, train_anysize
+    from safetensors.torch import load_file
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        _photo(300, 260, seed=i).save(photos / f"p{i}.png")
+    common = dict(data_dir=str(photos), channels=8, fingerprint_length=16, batch_size=2, eval_every=1000,
+                  snapshot_every=2, progress=False, attack_accuracy=0.0, augment_ramp=2)  # fmt: skip
+    straight = train_anysize(AnySizeTrainOptions(**common, output_dir=str(tmp_path / "a"), steps=4))
+    first = train_anysize(AnySizeTrainOptions(**common, output_dir=str(tmp_path / "b"), steps=2))
+    resumed = train_anysize(AnySizeTrainOptions(**common, output_dir=str(tmp_path / "b"), steps=4), resume=first)
+    a = load_file(str(straight / "final" / "model.safetensors"))
+    b = load_file(str(resumed / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (straight / "grid-000002.png").is_file()
