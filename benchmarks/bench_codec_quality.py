@@ -114,7 +114,7 @@ def evaluate(codec, images: list[Image.Image], seed: int, workdir: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Held-out quality of a codec through PNG files.")
-    parser.add_argument("--model", default=None, help="codec name or folder (default: shipped codec-32)")
+    parser.add_argument("--model", default="codec-32", help="codec name or folder (default: the shipped codec-32)")
     parser.add_argument("--count", type=int, default=1000, help="images per generated set")
     parser.add_argument("--heldout", default=None, metavar="DIR",
                         help="also measure on the held-out set built by benchmarks/heldout_photos.py in DIR")
