@@ -594,7 +594,8 @@ def read_only_folder(tmp_path):
         else:
             for path in [*folder.rglob("*"), folder]:
                 path.chmod(0o555 if path.is_dir() else 0o444)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        # a guard against a hang, inside the global test timeout (a starved CPU makes this slow, not wrong)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=540)
         assert done.returncode == 0, done.stderr
         return [tuple(r) for r in json.loads(done.stdout)]
 
