@@ -73,7 +73,7 @@ class Server:
                    "--host", "127.0.0.1", "--port", str(self.port), "--token-file", str(self.work / "tokens.txt"),
                    "--device", "cpu", *self.extra]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=log, stderr=log)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 900  # a busy shared machine can take minutes to import torch
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SystemExit(f"{self.name} exited with {self.process.returncode}; see {log.name}")
@@ -83,7 +83,8 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise SystemExit(f"{self.name} did not come up in 180 s")
+        self.stop()
+        raise SystemExit(f"{self.name} did not come up in 900 s")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -462,6 +463,10 @@ def mode_restart(args, work: Path) -> None:
 
 
 def mode_replicas(args, work: Path) -> None:
+    import ganprint
+    from ganprint.data import open_source
+    from ganprint.registry import Entry
+
     postgres = Postgres()
     try:
         url = postgres.start() if not args.sqlite else None
@@ -470,9 +475,12 @@ def mode_replicas(args, work: Path) -> None:
         url = None
     registry = url or str(work / "fp.db")
     print(f"registry: {'PostgreSQL (throwaway cluster, unix socket)' if url else 'one shared SQLite file'}")
-    fingerprinted, clean, hostile = build_payloads(registry, args.models)
-    servers = [Server(registry, work, f"replica-{k}").start() for k in "ab"]
+    servers = []
     try:
+        fingerprinted, clean, hostile = build_payloads(registry, args.models)
+        for k in "ab":
+            servers.append(Server(registry, work, f"replica-{k}"))
+            servers[-1].start()
         probes = fingerprinted[:: max(1, len(fingerprinted) // 8)] + clean[::8]
 
         async def compare() -> tuple[int, int]:
@@ -484,12 +492,14 @@ def mode_replicas(args, work: Path) -> None:
                 r = await client.post(servers[0].url + "/v1/registry/issue", json={"model": "via-a", "length": 100},
                                       headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
                 r.raise_for_status()
-                seen = (await client.get(servers[1].url + "/v1/registry/via-a")).status_code
-            return same, seen
+                entry = Entry(**{k: v for k, v in r.json().items() if k in Entry.__dataclass_fields__})
+                image = fingerprinted_uploads(ganprint.load_codec("codec-32"), [entry], open_source("samples"), 50)[0]
+                seen = (await client.post(servers[1].url + "/v1/attribute", files=image.files)).json()
+            return same, seen["results"][0]["model"]
 
         same, seen = asyncio.run(compare())
         print(f"identical answers from both replicas: {same} of {len(probes)} probe images")
-        print(f"a model registered through replica a, read through replica b: HTTP {seen}")
+        print(f"an image of a model registered through replica a, attributed by replica b to: {seen}")
         asyncio.run(warm_up([s.url for s in servers], fingerprinted, clean, args.concurrency, hostile))
         before = rss_line(servers, "after warm-up")
         plan = schedule(args.requests, fingerprinted, clean, hostile, args.seed)
@@ -509,9 +519,11 @@ def mode_replicas(args, work: Path) -> None:
 def mode_batching(args, work: Path) -> None:
     registry = str(work / "fp.db")
     fingerprinted, clean, _ = build_payloads(registry, args.models)
-    servers = {"batched (--max-batch 32)": Server(registry, work, "batched", "--max-batch", "32").start(),
-               "one by one (--max-batch 1)": Server(registry, work, "unbatched", "--max-batch", "1").start()}  # fmt: skip
+    servers = {"batched (--max-batch 32)": Server(registry, work, "batched", "--max-batch", "32"),
+               "one by one (--max-batch 1)": Server(registry, work, "unbatched", "--max-batch", "1")}  # fmt: skip
     try:
+        for s in servers.values():
+            s.start()
         for s in servers.values():
             asyncio.run(warm_up([s.url], fingerprinted, clean, args.concurrency))
         rng = random.Random(args.seed)

@@ -417,3 +417,25 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(world):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_scalable_network_is_served_beside_the_codec(world, tmp_path):
+    from ganprint.decoders import fingerprinted_images
+    from ganprint.data import tensor_to_pil
+
+    db = tmp_path / "fp.db"
+    shutil.copy(world["db"], db)
+    with Registry(db) as reg:
+        (entry,) = reg.issue("scalable-gan", 128, method="scalable", seed=3)
+    image = fingerprinted_images("scalable-32", torch.tensor(entry.bits).float(), 1, seed=0)[0]
+    settings = Settings(registry=str(db), models=["codec-32"], scalable=["scalable-32"], limits=LIMITS)
+    with TestClient(create_app(settings)) as c:
+        assert [m["method"] for m in c.get("/v1/models").json()["models"]] == ["codec", "scalable"]
+        files = upload(("generated.png", png(tensor_to_pil(image))))
+        by_method = c.post("/v1/attribute", files=files, data={"method": "scalable"}).json()
+        by_name = c.post("/v1/attribute", files=files, data={"model": "scalable-32"}).json()
+        by_default = c.post("/v1/attribute", files=files).json()
+    assert by_method["model"] == by_name["model"] == "scalable-32" and by_method["registry_size"] == 1
+    assert by_method["results"][0]["verdict"] == "attributed" and by_method["results"][0]["model"] == "scalable-gan"
+    assert by_name["results"] == by_method["results"]
+    assert by_default["model"] == "codec-32" and by_default["results"][0]["model"] is None  # codec-32 compares codec fingerprints

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..attribution import summarize
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE
 from ..errors import BadImageError, GanprintError
+from ..pretrained import DEFAULT_CODEC
 from ..registry import DEFAULT_TIMEOUT
 from .batching import Batcher
 from .limits import BodySizeLimit, Limits, RequestTimeout, ServeError, check_image_count, read_upload
@@ -61,7 +62,7 @@ class Settings:
     """Everything a server process needs; JSON-serialisable so worker processes get the same."""
 
     registry: str
-    models: list[str] = field(default_factory=list)  # codec names/folders/.pth; [] = the default codec
+    models: list[str] = field(default_factory=list)  # codecs; none and no scalable: the shipped default
     scalable: list[str] = field(default_factory=list)  # scalable-fingerprinting networks
     device: str = "cpu"
     token_file: str | None = None
@@ -184,11 +185,9 @@ def create_app(settings: Settings) -> FastAPI:
     limits = settings.limits
     tokens = read_tokens(settings.token_file) if settings.token_file else []
     registry = RegistryAccess(settings.registry, settings.registry_timeout)
-    served: list[ServedModel] = [load_model(m, "codec", settings.device) for m in settings.models or [None]]
+    codecs = settings.models if settings.models or settings.scalable else [DEFAULT_CODEC]
+    served = [load_model(m, "codec", settings.device) for m in codecs]
     served += [load_model(m, "scalable", settings.device) for m in settings.scalable]
-    for m in served:
-        if m.name is None:  # the default codec: named as load_decoder named it
-            m.name = m.decoder.name
     metrics = Metrics()
 
     @asynccontextmanager
