@@ -299,13 +299,15 @@ class Attributor:
         bits = np.asarray(bits.detach().cpu().numpy() if isinstance(bits, torch.Tensor) else bits) > 0.5
         hits = self.index.search(bits, self.report_radius)
         out = []
+        enough = signal.enough if signal is not None else [True] * len(hits)
         for i, (dist, rows) in enumerate(hits):
             conf = float(confidences[i]) if confidences is not None else float("nan")
             name = names[i] if names is not None else str(i)
-            palette = partial(_palette, signal, is_palette, i)
-            result = self._verdict(name, bits[i], dist, rows, conf, palette)
-            if signal is not None and not signal.enough[i]:
+            if not enough[i]:  # the evidence is still shown, but no verdict is given
+                result = self._verdict(name, bits[i], dist, rows, conf)
                 result.verdict, result.model, result.reason = NOT_ENOUGH_SIGNAL, None, signal.reason(i)
+            else:
+                result = self._verdict(name, bits[i], dist, rows, conf, partial(_palette, signal, is_palette, i))
             out.append(result)
         return out
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -213,7 +214,7 @@ class DetectionResult:
         self.detected = [k >= self.threshold and ok for k, ok in zip(self.matches, enough)]
         return self
 
-    @property
+    @cached_property
     def enough_signal(self) -> list[bool]:
         """Per image, whether it has enough texture for a verdict (True when the images were not given)."""
         return self.signal.enough if self.signal is not None else [True] * len(self)
