@@ -14,6 +14,10 @@ byte, greyscale still greyscale, 16-bit still 16-bit. The residual is added to t
 * 1 (bilevel) comes back as L; CMYK, YCbCr, LAB, HSV, RGBX as RGB (PIL's conversions, without
   colour management).
 
+The result carries the original's `info` entries "exif" and "dpi", and its "icc_profile" where the
+colour model is unchanged (not from CMYK, YCbCr, LAB, HSV), so PIL's `save` writes them back; the
+pixels are taken as given (the EXIF orientation is not applied here: ganprint.image_files does that).
+
 16-bit colour has no PIL mode: PIL reads a 16-bit RGB PNG as 8-bit RGB. `ganprint.image_files` reads
 such files' full 16-bit values with OpenCV and marks them as tensors (see there).
 """
@@ -29,6 +33,7 @@ from .errors import GanprintError
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _GREY = ("1", "L", "LA", "La", "I", "F", *_SIXTEEN_BIT)
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+_OTHER_COLOUR_SPACES = ("CMYK", "YCbCr", "LAB", "HSV")  # an ICC profile of these would misdescribe RGB
 
 
 def white_level(im: Image.Image) -> float:
@@ -95,4 +100,19 @@ def marked_like(original: Image.Image, marked: torch.Tensor) -> Image.Image:
         out = Image.fromarray(np.round(a.transpose(1, 2, 0) * 255).astype(np.uint8))
     if alpha is not None:
         out.putalpha(alpha)
+    keep = ("exif", "dpi") if original.mode in _OTHER_COLOUR_SPACES else ("exif", "dpi", "icc_profile")
+    out.info.update({k: original.info[k] for k in keep if k in original.info})
     return out
+
+
+def rgb16_for_marking(pixels: np.ndarray) -> torch.Tensor:
+    """(3,H,W) float32 in [0,1] from 16-bit colour pixels (H, W, 3|4) uint16 (ganprint.image_files)."""
+    return torch.from_numpy(pixels[..., :3].astype(np.float32) / np.float32(65535)).permute(2, 0, 1).contiguous()
+
+
+def marked_like_rgb16(pixels: np.ndarray, marked: torch.Tensor) -> np.ndarray:
+    """The marked (3,H,W) float RGB as 16-bit pixels like `pixels`, whose alpha (if any) is copied unchanged."""
+    rgb = np.round(marked.detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 65535).astype(np.uint16)
+    if rgb.shape[:2] != pixels.shape[:2]:
+        raise GanprintError(f"marked image is {rgb.shape[:2]}, the original {pixels.shape[:2]}")
+    return np.concatenate([rgb, pixels[..., 3:]], axis=-1) if pixels.shape[2] == 4 else rgb
