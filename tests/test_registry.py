@@ -503,6 +503,9 @@ def test_read_only_opening_never_writes(registry_location):
         assert Path(registry_location).read_bytes() == before
     with pytest.raises(GanprintError, match="cannot be created read-only"):
         Registry(registry_location, create=True, read_only=True)
+    for timeout in (math.nan, math.inf, -1):
+        with pytest.raises(GanprintError, match="give a finite number of seconds >= 0"):
+            Registry(registry_location, timeout=timeout)
     with Registry(registry_location) as reg:
         assert reg.count() == 1
 

@@ -288,8 +288,8 @@ class Registry:
             raise GanprintError("a registry cannot be created read-only")
         self.location = os.fspath(location)
         self.timeout = float(timeout)
-        if not self.timeout >= 0:  # NaN too
-            raise GanprintError(f"timeout {timeout}: give a number of seconds >= 0")
+        if not 0 <= self.timeout < math.inf:  # NaN too
+            raise GanprintError(f"timeout {timeout}: give a finite number of seconds >= 0")
         self.read_only = bool(read_only)
         # why writes are refused (None: they are not)
         self._no_writes = "opened read-only; open it without read_only to write" if read_only else None
