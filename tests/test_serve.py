@@ -331,11 +331,13 @@ def test_health_models_openapi_and_page(client):
     assert client.get("/static/app.js").status_code == 200
 
 
-def test_the_server_follows_the_clis_default_model():
-    from ganprint.cli.attribute import attribute
-    from ganprint.cli.serve import attribute_default_model
+def test_without_a_model_the_server_loads_the_clis_default_decoder(world):
+    from ganprint.decoders import load_decoder
 
-    assert attribute_default_model() == next(p.default for p in attribute.params if p.name == "model")
+    cli_default = load_decoder(None, "codec", "cpu")  # what `ganprint attribute` reads with when --model is left out
+    with TestClient(create_app(Settings(registry=world["db"]))) as c:
+        (served,) = c.get("/v1/models").json()["models"]
+    assert (served["name"], served["fingerprint_length"]) == (cli_default.name, cli_default.fingerprint_length)
 
 
 def test_serve_help_and_a_wrong_start_are_cli_errors(run_cli, tmp_path):

@@ -20,14 +20,6 @@ from .registry import registry_option, timeout_option
 DEFAULT_PORT = 8000
 
 
-def attribute_default_model() -> str:
-    """The decoder `ganprint attribute` uses without --model: the server follows the CLI's default."""
-    from .attribute import attribute
-
-    option = next(p for p in attribute.params if p.name == "model")
-    return str(option.default() if callable(option.default) else option.default)
-
-
 @click.command()
 @registry_option
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -37,7 +29,7 @@ def attribute_default_model() -> str:
               help="Server processes (each loads the decoders; they share the registry).")
 @click.option("--model", "models", multiple=True, metavar="NAME|PATH",
               help="A codec to serve (repeatable): a name, folder or original *_decoder.pth "
-              "[default: the one `ganprint attribute` uses].")
+              "[default: the codec `ganprint attribute` uses without --model].")
 @click.option("--scalable", "scalable", multiple=True, metavar="PATH",
               help="A scalable-fingerprinting network to serve (repeatable).")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -82,10 +74,9 @@ def serve(location, host, port, workers, models, scalable, token_file, max_uploa
                             "pip install \"ganprint[serve]\"") from None  # fmt: skip
     limits = Limits(max_upload_bytes=int(max_upload_mb * MB), max_images=max_images, max_pixels=max_pixels,
                     request_timeout=request_timeout)  # fmt: skip
-    settings = Settings(registry=location, models=list(models) or ([] if scalable else [attribute_default_model()]),
-                        scalable=list(scalable), device=device, token_file=token_file, limits=limits,
-                        max_batch=max_batch, false_positive_rate=false_positive_rate,
-                        registry_timeout=timeout)  # fmt: skip
+    settings = Settings(registry=location, models=list(models), scalable=list(scalable), device=device,
+                        token_file=token_file, limits=limits, max_batch=max_batch,
+                        false_positive_rate=false_positive_rate, registry_timeout=timeout)  # fmt: skip
     os.environ[SETTINGS_ENV] = settings.to_json()  # holds the token file's path, never a token
     app = app_from_environment()  # a wrong registry, model or token file fails here, before listening
     common = dict(host=host, port=port, access_log=False, proxy_headers=True,

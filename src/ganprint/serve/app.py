@@ -36,8 +36,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..attribution import summarize
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE
 from ..errors import BadImageError, GanprintError
-from ..pretrained import DEFAULT_CODEC
 from ..registry import DEFAULT_TIMEOUT
+from ..texture import is_palette_image
 from .batching import Batcher
 from .limits import BodySizeLimit, Limits, RequestTimeout, ServeError, check_image_count, read_upload
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -62,7 +62,7 @@ class Settings:
     """Everything a server process needs; JSON-serialisable so worker processes get the same."""
 
     registry: str
-    models: list[str] = field(default_factory=list)  # codecs; none and no scalable: the shipped default
+    models: list[str] = field(default_factory=list)  # codecs; none (and no scalable): the CLI's default codec
     scalable: list[str] = field(default_factory=list)  # scalable-fingerprinting networks
     device: str = "cpu"
     token_file: str | None = None
@@ -185,7 +185,8 @@ def create_app(settings: Settings) -> FastAPI:
     limits = settings.limits
     tokens = read_tokens(settings.token_file) if settings.token_file else []
     registry = RegistryAccess(settings.registry, settings.registry_timeout)
-    codecs = settings.models if settings.models or settings.scalable else [DEFAULT_CODEC]
+    # no model at all: the codec `ganprint attribute` uses without --model (load_decoder(None) decides)
+    codecs = settings.models if settings.models or settings.scalable else [None]
     served = [load_model(m, "codec", settings.device) for m in codecs]
     served += [load_model(m, "scalable", settings.device) for m in settings.scalable]
     metrics = Metrics()
@@ -301,7 +302,9 @@ def create_app(settings: Settings) -> FastAPI:
         attributor = await asyncio.to_thread(registry.attributor, chosen, fpr)  # first: a 503 costs no inference
         names, decoded = await read_images(request, images)
         logits, seen = await chosen.batcher.decode(decoded)
-        results = await asyncio.to_thread(attributor.attribute_logits, logits, names, seen)
+        # the palette check looks at each image as uploaded, before resizing mixed its colours (as the CLI)
+        results = await asyncio.to_thread(attributor.attribute_logits, logits, names, images=seen,
+                                          is_palette=lambda j: is_palette_image(decoded[j]))  # fmt: skip
         records = [r.to_json() for r in results]
         count(request, endpoint, chosen, records)
         return {"model": chosen.name, "method": chosen.method, "false_positive_rate": fpr,

@@ -53,12 +53,13 @@ class ServedModel:
         }  # fmt: skip
 
 
-def load_model(name: str, method: str, device: str) -> ServedModel:
-    """A decoder by the CLI's own resolution (`ganprint.decoders.load_decoder`) and its calibration."""
+def load_model(name: str | None, method: str, device: str) -> ServedModel:
+    """A decoder by the CLI's own resolution (`ganprint.decoders.load_decoder`; None: its default) and
+    its calibration."""
     decoder = load_decoder(name, method, device)
     cal = load_calibration(decoder)
     null = cal.null_model() if cal else NullModel.fair(decoder.fingerprint_length)
-    return ServedModel(name, decoder, cal, null)
+    return ServedModel(name or decoder.name, decoder, cal, null)
 
 
 def choose_model(models: list[ServedModel], name: str | None, method: str | None) -> ServedModel:
