@@ -12,7 +12,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ganprint.attacks import ATTACKS, combined_parameters, parse_attack_levels
+from ganprint.attacks import (
+    ANY_SIZE_ATTACKS,
+    ATTACKS,
+    FIXED_SIZE_ATTACKS,
+    area_crop_size,
+    combined_parameters,
+    parse_attack_levels,
+    rescaled_size,
+)
 from ganprint.errors import GanprintError
 from ganprint.model_attacks import MODEL_ATTACKS, parse_model_attack_levels, weight_tensors
 
@@ -32,15 +40,25 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
+def _expected_size(name: str, value: float, h: int, w: int) -> tuple[int, int]:
+    """The documented output size of each attack."""
+    if name in ("rescale", "screenshot"):
+        return rescaled_size(h, w, value)
+    if name in ("crop_area", "crop_area_random"):
+        return area_crop_size(h, w, value)
+    return h, w
+
+
 # ---------------------------------------------------------------------------------------- image
 @pytest.mark.parametrize("name, value", ALL_LEVELS, ids=[f"{n}:{v:g}" for n, v in ALL_LEVELS])
-def test_every_level_keeps_shape_and_range_and_is_deterministic(images, name, value):
+def test_every_level_gives_the_documented_shape_and_range_and_is_deterministic(images, name, value):
     attack = ATTACKS[name]
     out = attack(images, value, seed=3)
-    assert out.shape == images.shape and out.dtype == images.dtype
+    assert out.shape == (*images.shape[:2], *_expected_size(name, value, 32, 32)) and out.dtype == images.dtype
+    assert (out.shape == images.shape) == attack.keeps_size or (name, value) == ("screenshot", 1)
     assert out.min() >= 0 and out.max() <= 1
     assert torch.equal(out, attack(images, value, seed=3))  # same seed, same result
-    assert not torch.equal(out, images)  # every default level changes something
+    assert out.shape != images.shape or not torch.equal(out, images)  # every default level changes something
     assert torch.equal(images, images.clamp(0, 1))  # the input is not modified in place
 
 
@@ -50,10 +68,11 @@ def test_identity_level_returns_the_images_unchanged(images, name):
     assert torch.equal(attack(images, attack.identity), images)
 
 
-def test_only_noise_depends_on_the_seed(images):
+def test_only_noise_and_the_random_crop_depend_on_the_seed(images):
+    big = torch.nn.functional.interpolate(images, size=(96, 128), mode="bilinear")  # room for crop positions
     for name, attack in ATTACKS.items():
-        a, b = attack(images, attack.levels[0], seed=1), attack(images, attack.levels[0], seed=2)
-        assert torch.equal(a, b) == (name != "noise"), name
+        a, b = attack(big, attack.levels[0], seed=1), attack(big, attack.levels[0], seed=2)
+        assert torch.equal(a, b) == (name not in ("noise", "crop_area_random")), name
 
 
 def test_jpeg_is_a_real_pil_round_trip(images):
@@ -136,9 +155,149 @@ def test_bad_levels_are_one_line_errors(spec, words):
         parse_attack_levels(spec)
 
 
-def test_attacks_refuse_other_shapes(images):
-    with pytest.raises(GanprintError, match=r"\(N,3,H,W\)"):
-        ATTACKS["noise"](images[0], 0.1)
+@pytest.mark.parametrize("bad", [torch.rand(2, 32, 32), torch.rand(1, 1, 3, 8, 8), [torch.rand(1, 3, 8, 8)],
+                                 [torch.rand(3, 8, 8), torch.zeros(3, 8, 8, dtype=torch.uint8)], "image.png"])
+def test_attacks_refuse_other_shapes_and_types(bad):
+    with pytest.raises(GanprintError, match=r"expected float images \(N,3,H,W\), \(3,H,W\) or a list"):
+        ATTACKS["noise"](bad, 0.1)
+
+
+# ------------------------------------------------------------------------ images of any size
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    """One 120x200 (3,H,W) image: gradients plus texture, not square, sides not multiples of 8."""
+    g = torch.Generator().manual_seed(1)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 120), torch.linspace(0, 1, 200), indexing="ij")
+    base = torch.stack([xx, yy, 1 - xx * yy])
+    return (0.75 * base + 0.25 * torch.rand(3, 120, 200, generator=g)).clamp(0, 1)
+
+
+def _positions(h: int, w: int) -> torch.Tensor:
+    """An image whose pixels say where they are: red = row / (h-1), green = column / (w-1)."""
+    yy, xx = torch.meshgrid(torch.arange(h) / (h - 1), torch.arange(w) / (w - 1), indexing="ij")
+    return torch.stack([yy, xx, torch.zeros(h, w)])
+
+
+def _where(crop: torch.Tensor, h: int, w: int) -> tuple[int, int]:
+    """(top, left) of a crop of `_positions(h, w)`, read from its first pixel."""
+    return round(float(crop[0, 0, 0]) * (h - 1)), round(float(crop[1, 0, 0]) * (w - 1))
+
+
+@pytest.mark.parametrize("name, value, size", [
+    ("rescale", 0.5, (60, 100)), ("rescale", 0.25, (30, 50)), ("rescale", 1.5, (180, 300)),
+    ("crop_area", 0.25, (60, 100)), ("crop_area", 0.5, (85, 141)), ("crop_area_random", 0.25, (60, 100)),
+    ("screenshot", 0.75, (90, 150)), ("jpeg", 75, (120, 200)), ("webp", 80, (120, 200)),
+    ("rotation_reflect", 5, (120, 200)), ("contrast", 1.3, (120, 200)), ("saturation", 0.7, (120, 200)),
+])  # fmt: skip
+def test_one_image_of_any_size_gets_the_documented_size(photo, name, value, size):
+    out = ATTACKS[name](photo, value)
+    assert out.shape == (3, *size)
+    assert torch.equal(out, ATTACKS[name](photo.unsqueeze(0), value)[0])  # one image = a batch of one
+    if name.startswith("crop_area"):  # the kept share of the area, at the image's aspect ratio
+        assert size[0] * size[1] / (120 * 200) == pytest.approx(value, abs=0.003)
+
+
+def test_lists_of_images_of_different_sizes(photo):
+    shapes = [(3, 120, 200), (3, 64, 64), (3, 81, 47)]
+    batch = [photo[:, : s[1], : s[2]].clone() for s in shapes]
+    for name, value in [("rescale", 0.5), ("crop_area", 0.5), ("jpeg", 50), ("webp", 80), ("rotation_reflect", 2),
+                        ("noise", 0.05), ("crop_area_random", 0.25)]:  # fmt: skip
+        out = ATTACKS[name](batch, value, seed=4)
+        assert isinstance(out, list) and len(out) == 3
+        assert [tuple(o.shape[-2:]) for o in out] == [_expected_size(name, value, s[1], s[2]) for s in shapes]
+        assert all(torch.equal(o, p) for o, p in zip(out, ATTACKS[name](batch, value, seed=4)))
+    one_by_one = [ATTACKS["rescale"](x, 0.5) for x in batch]
+    assert all(torch.equal(a, b) for a, b in zip(ATTACKS["rescale"](batch, 0.5), one_by_one))
+
+
+def test_rescale_matches_pils_bicubic_resize(photo):
+    array = (photo * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    for factor in (0.5, 0.25):
+        h, w = rescaled_size(120, 200, factor)
+        expected = np.asarray(Image.fromarray(array).resize((w, h), Image.BICUBIC), dtype=np.float64)
+        got = (ATTACKS["rescale"](torch.from_numpy(array).permute(2, 0, 1).float() / 255, factor) * 255).round()
+        diff = np.abs(got.permute(1, 2, 0).numpy() - expected)
+        assert diff.mean() < 0.5 and diff.max() <= 6  # the same filter, up to PIL's 8-bit intermediate rounding
+    flat = torch.full((3, 90, 70), 0.3)
+    torch.testing.assert_close(ATTACKS["rescale"](flat, 0.25), torch.full((3, 22, 18), 0.3))
+
+
+def test_centre_crop_position():
+    x = _positions(120, 200)
+    for share in (0.5, 0.25):
+        out = ATTACKS["crop_area"](x, share)
+        ch, cw = out.shape[-2:]
+        top, left = _where(out, 120, 200)
+        assert abs(top - (120 - ch) / 2) <= 0.5 and abs(left - (200 - cw) / 2) <= 0.5
+        assert torch.equal(out, x[:, top : top + ch, left : left + cw])
+
+
+def test_random_crop_positions_vary_per_image_and_seed_and_stay_inside():
+    x = _positions(120, 200).expand(12, -1, -1, -1).contiguous()
+    out = ATTACKS["crop_area_random"](x, 0.25, seed=0)
+    ch, cw = out.shape[-2:]
+    places = [_where(o, 120, 200) for o in out]
+    for (top, left), o in zip(places, out):
+        assert 0 <= top <= 120 - ch and 0 <= left <= 200 - cw
+        assert torch.equal(o, x[0, :, top : top + ch, left : left + cw])  # a window of the image, unscaled
+    assert len(set(places)) >= 10  # its own place per image
+    centre = _where(ATTACKS["crop_area"](x[0], 0.25), 120, 200)
+    assert sum(p == centre for p in places) <= 1  # off-centre
+    again = [_where(o, 120, 200) for o in ATTACKS["crop_area_random"](x, 0.25, seed=0)]
+    other = [_where(o, 120, 200) for o in ATTACKS["crop_area_random"](x, 0.25, seed=1)]
+    assert again == places and other != places
+
+
+def test_jpeg_and_webp_are_real_pil_round_trips_at_any_size(photo):
+    array = (photo * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    for name, file_format, quality in (("jpeg", "JPEG", 75), ("webp", "WEBP", 80), ("webp", "WEBP", 50)):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format=file_format, quality=quality)
+        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+            assert decoded.format == file_format
+            expected = np.asarray(decoded.convert("RGB"))
+        out = ATTACKS[name](torch.from_numpy(array).permute(2, 0, 1).float() / 255, quality)
+        got = (out * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        assert np.array_equal(got, expected)
+        assert np.abs(got.astype(int) - array).mean() > 0.5  # lossy: the pixels really change
+    errors = [(ATTACKS["webp"](photo, q) - photo).pow(2).mean().item() for q in (95, 80, 50, 10)]
+    assert errors == sorted(errors)
+
+
+def test_rotation_reflect_turns_counter_clockwise_and_fills_borders_by_reflection(photo):
+    square = photo[:, :96, :96].contiguous()
+    torch.testing.assert_close(ATTACKS["rotation_reflect"](square, 90), torch.rot90(square, 1, dims=(-2, -1)),
+                               atol=1e-5, rtol=0)  # fmt: skip
+    marker = torch.zeros(3, 101, 101)
+    marker[:, 50, 90] = 1  # right of the centre: counter-clockwise by 30 degrees moves it up
+    out = ATTACKS["rotation_reflect"](marker, 30)[0]
+    row, col = divmod(int(out.argmax()), 101)
+    assert (row, col) == (30, 85)  # (50 - 40 sin 30, 50 + 40 cos 30), y pointing down
+    # same as the black-corner rotation inside, no black corners
+    out = ATTACKS["rotation_reflect"](photo, 5)
+    black = ATTACKS["rotation"](photo.unsqueeze(0), 5)[0]
+    torch.testing.assert_close(out[:, 20:100, 30:170], black[:, 20:100, 30:170], atol=1e-5, rtol=0)
+    assert black[:, :3, :3].max() == 0 and out[:, :3, :3].min() > 0.05
+    flat = torch.full((3, 64, 90), 0.6)
+    torch.testing.assert_close(ATTACKS["rotation_reflect"](flat, 5), flat)  # nothing comes in but the image
+    assert not torch.equal(ATTACKS["rotation_reflect"](photo, 2), ATTACKS["rotation_reflect"](photo, -2))
+
+
+def test_screenshot_is_rescale_then_jpeg_80(photo):
+    by_hand = ATTACKS["jpeg"](ATTACKS["rescale"](photo, 0.75), 80)
+    assert torch.equal(ATTACKS["screenshot"](photo, 0.75), by_hand)
+
+
+def test_default_grids():
+    fixed = parse_attack_levels(None, default=FIXED_SIZE_ATTACKS)
+    assert {lv.attack.name for lv in fixed} == set(FIXED_SIZE_ATTACKS) and all(lv.attack.keeps_size for lv in fixed)
+    assert len(fixed) == 49  # the grid codec-32's figures were measured on: never changes
+    wild = [lv.label for lv in parse_attack_levels(ANY_SIZE_ATTACKS)]
+    assert wild == ["jpeg:90", "jpeg:75", "jpeg:50", "webp:80", "rescale:0.5", "rescale:0.25", "crop_area:0.5",
+                    "crop_area:0.25", "crop_area_random:0.5", "crop_area_random:0.25", "rotation_reflect:2",
+                    "rotation_reflect:5", "contrast:0.7", "contrast:1.3", "saturation:0.7", "saturation:1.3",
+                    "brightness:0.7", "brightness:1.3", "screenshot:0.75"]  # fmt: skip
+    assert parse_attack_levels("jpeg:75", default=FIXED_SIZE_ATTACKS)[0].label == "jpeg:75"  # a spec wins
 
 
 # ---------------------------------------------------------------------------------------- model

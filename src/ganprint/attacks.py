@@ -2,17 +2,28 @@
 
     from ganprint.attacks import ATTACKS, parse_attack_levels
     attacked = ATTACKS["jpeg"](images, 75)                 # (N,3,H,W) in [0,1] -> same shape and range
+    smaller = ATTACKS["rescale"](image, 0.5)               # (3,H,W) -> (3,H/2,W/2)
+    cropped = ATTACKS["crop_area"]([a, b], 0.5)            # a list of (3,H,W) of any sizes -> a list
     for level in parse_attack_levels("jpeg:75,noise,crop:0.9"):
         attacked = level.apply(images, seed=0)
 
-Every attack keeps the shape (N,3,H,W) and the range [0, 1], and is deterministic given `seed` (only
-`noise` draws random numbers). A level is written `name:value` (e.g. `jpeg:75`, `crop:0.9`); a bare
-name stands for all its default levels. Values are free (any quality, sigma, ...) within each
-attack's valid range; the default levels cover the grids the field uses (docs/robustness.md).
+An attack takes float images in [0, 1] of any size: a batch (N,3,H,W), one image (3,H,W), or a list
+of (3,H,W) images of different sizes, and returns the same kind, in [0, 1]. Every attack is
+deterministic given `seed` (only `noise` and `crop_area_random` draw random numbers). A level is
+written `name:value` (e.g. `jpeg:75`, `crop:0.9`); a bare name stands for all its default levels.
+Values are free (any quality, sigma, ...) within each attack's valid range.
+
+Two families (docs/robustness.md):
+- Fixed-size attacks keep each image's size: the grid the 32-px codecs were measured on
+  (`FIXED_SIZE_ATTACKS`, their default; `crop` and `resize` scale the result back to the input size).
+- Attacks in the wild, on images at their native size (issue 20; `ANY_SIZE_ATTACKS`, the default grid
+  for any-size codecs): `rescale` and `crop_area`/`crop_area_random` return smaller images (as a
+  resized or cropped copy is), `webp`, `rotation_reflect` and `screenshot` keep the size.
+  `Attack.keeps_size` says which; fixed-resolution decoders cannot read the size-changing ones.
 
 Attacks return float images; the evaluation grid rounds them to 8 bits afterwards, as a saved file
-would hold them. `jpeg` encodes and decodes real JPEG files with PIL (4:2:0 chroma subsampling, PIL's
-default), not an approximation.
+would hold them. `jpeg` and `webp` encode and decode real files with PIL (JPEG with 4:2:0 chroma
+subsampling, PIL's default; lossy WebP), not an approximation.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from PIL import Image
 from .errors import GanprintError
 
 AttackFn = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+Images = torch.Tensor | list[torch.Tensor]  # (N,3,H,W), (3,H,W), or a list of (3,H,W) of any sizes
 
 
 @dataclass(frozen=True)
@@ -64,17 +76,33 @@ class Attack(LevelledAttack):
     """A named image perturbation whose strength is one number (`parameter`)."""
 
     fn: AttackFn
+    keeps_size: bool = True  # False: the output is smaller or larger than the input (rescale, crop_area)
     kind = "image"
 
-    def __call__(self, images: torch.Tensor, value: float, seed: int = 0) -> torch.Tensor:
+    def __call__(self, images: Images, value: float, seed: int = 0) -> Images:
+        """Attack a batch (N,3,H,W), one image (3,H,W) or a list of (3,H,W) images; the same kind back."""
         value = self.check(value)
-        if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
-            raise GanprintError(f"attack {self.name}: expected float images (N,3,H,W), got {tuple(images.shape)}")
+        g = torch.Generator().manual_seed(int(seed))
+        if isinstance(images, (list, tuple)):  # images of different sizes, one at a time
+            return [self._apply(self._as_batch(x, f"image {i}", single=True), value, g)[0] for i, x in enumerate(images)]
+        if isinstance(images, torch.Tensor) and images.ndim == 3:
+            return self._apply(self._as_batch(images, "image", single=True), value, g)[0]
+        return self._apply(self._as_batch(images, "images", single=False), value, g)
+
+    def _as_batch(self, images, what: str, single: bool) -> torch.Tensor:
+        """(1,3,H,W) for one image (`single`), else the (N,3,H,W) batch itself; anything else an error."""
+        ndim = 3 if single else 4
+        if (not isinstance(images, torch.Tensor) or images.ndim != ndim or images.shape[-3] != 3
+                or not images.is_floating_point()):  # fmt: skip
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise GanprintError(f"attack {self.name}: {what}: expected float images (N,3,H,W), (3,H,W) or a list "
+                                f"of (3,H,W), got {got}")  # fmt: skip
+        return images.unsqueeze(0) if single else images
+
+    def _apply(self, images: torch.Tensor, value: float, g: torch.Generator) -> torch.Tensor:
         if self.identity is not None and value == self.identity:
             return images.clone()
-        g = torch.Generator().manual_seed(int(seed))
-        out = self.fn(images, value, g)
-        return out.clamp(0, 1)
+        return self.fn(images, value, g).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -99,17 +127,26 @@ class AttackLevel:
 
 
 # ---------------------------------------------------------------------------------- the attacks
-def _jpeg(images: torch.Tensor, quality: float, g: torch.Generator) -> torch.Tensor:
+def _file_round_trip(images: torch.Tensor, file_format: str, quality: int) -> torch.Tensor:
+    """Each image saved as a real `file_format` file with PIL at `quality`, and decoded back."""
     out = []
     for image in images:
         array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="JPEG", quality=int(quality))
+        Image.fromarray(array).save(buffer, format=file_format, quality=quality)
         buffer.seek(0)
         with Image.open(buffer) as decoded:
             back = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
         out.append(torch.from_numpy(back.copy()).permute(2, 0, 1).float() / 255)
     return torch.stack(out).to(images.device, images.dtype)
+
+
+def _jpeg(images: torch.Tensor, quality: float, g: torch.Generator) -> torch.Tensor:
+    return _file_round_trip(images, "JPEG", int(quality))
+
+
+def _webp(images: torch.Tensor, quality: float, g: torch.Generator) -> torch.Tensor:
+    return _file_round_trip(images, "WEBP", int(quality))  # lossy WebP (libwebp's default method 4)
 
 
 def _blur(images: torch.Tensor, sigma: float, g: torch.Generator) -> torch.Tensor:
@@ -159,6 +196,58 @@ def _hflip(images: torch.Tensor, on: float, g: torch.Generator) -> torch.Tensor:
     return TF.horizontal_flip(images)
 
 
+# ------------------------------------------------------------- in the wild, at native size
+def area_crop_size(height: int, width: int, share: float) -> tuple[int, int]:
+    """(h, w) of a crop keeping `share` of the area at the image's aspect ratio: each side x sqrt(share)."""
+    side = math.sqrt(share)
+    return max(1, round(height * side)), max(1, round(width * side))
+
+
+def rescaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """(h, w) of an image of height x width resized by `factor` per side."""
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def _rescale(images: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
+    # Antialiased bicubic, as PIL's Image.resize (the usual way photos get resized); the size stays.
+    size = rescaled_size(*images.shape[-2:], factor)
+    return TF.resize(images, list(size), interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+
+
+def _crop_area(images: torch.Tensor, share: float, g: torch.Generator) -> torch.Tensor:
+    return TF.center_crop(images, list(area_crop_size(*images.shape[-2:], share)))
+
+
+def _crop_area_random(images: torch.Tensor, share: float, g: torch.Generator) -> torch.Tensor:
+    # Each image its own window position, uniform over all that fit (drawn from the seeded generator).
+    h, w = images.shape[-2:]
+    ch, cw = area_crop_size(h, w, share)
+    out = []
+    for image in images:
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+        out.append(image[:, top : top + ch, left : left + cw])
+    return torch.stack(out)
+
+
+def _rotate_reflect(images: torch.Tensor, degrees: float, g: torch.Generator) -> torch.Tensor:
+    # Counter-clockwise about the centre, same size; the corners that come in are the image mirrored at
+    # its borders (no black wedges, nothing cropped or rescaled), as a straightened photo's fill.
+    import kornia
+
+    angle = torch.full((images.shape[0],), float(degrees), dtype=images.dtype, device=images.device)
+    return kornia.geometry.transform.rotate(images, angle, mode="bilinear", padding_mode="reflection")
+
+
+SCREENSHOT_JPEG_QUALITY = 80
+
+
+def _screenshot(images: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
+    # A screenshot of an image shown scaled, saved as JPEG: resize, round to 8 bits, JPEG.
+    return _jpeg(_rescale(images, factor, g).clamp(0, 1), SCREENSHOT_JPEG_QUALITY, g)
+
+
+# ------------------------------------------------------------------------------------------------
 def combined_parameters(level: int) -> dict[str, float]:
     """The perturbations of combined level k: center crop, brightness and JPEG, all growing with k."""
     return {"crop": 1 - 0.05 * level, "brightness": 1 + 0.1 * level, "jpeg": 100 - 10 * level}
@@ -195,16 +284,47 @@ ATTACKS: dict[str, Attack] = {
         Attack("combined", "level", (1, 2, 3, 4, 5),
                "level k: center crop 1-0.05k, brightness x(1+0.1k), JPEG quality 100-10k", _combined, (0, 9),
                identity=0, integer=True),
+        # in the wild, at native size (issue 20)
+        Attack("webp", "quality", (90, 80, 50), "lossy WebP encode and decode (PIL)", _webp, (1, 100),
+               integer=True, stronger="down"),
+        Attack("rescale", "scale factor", (0.75, 0.5, 0.25), "resize each side by the factor and keep that size "
+               "(bicubic, antialiased)", _rescale, (0.05, 4), identity=1, stronger="down", keeps_size=False),
+        Attack("crop_area", "kept area share", (0.75, 0.5, 0.25), "centre crop keeping this share of the area "
+               "(aspect kept), not resized back", _crop_area, (0.01, 1), identity=1, stronger="down",
+               keeps_size=False),
+        Attack("crop_area_random", "kept area share", (0.75, 0.5, 0.25), "off-centre crop keeping this share of the "
+               "area at a random place per image (seeded), not resized back", _crop_area_random, (0.01, 1),
+               identity=1, stronger="down", keeps_size=False),
+        Attack("rotation_reflect", "degrees", (2, 5, 10), "rotate counter-clockwise, same size, borders filled by "
+               "reflection", _rotate_reflect, (-360, 360), identity=0, stronger="away"),
+        Attack("screenshot", "scale factor", (0.75, 0.5), f"resize each side by the factor (kept), then JPEG "
+               f"quality {SCREENSHOT_JPEG_QUALITY}", _screenshot, (0.05, 4), stronger="down", keeps_size=False),
     ]
 }  # fmt: skip
 
+# The grid the fixed-resolution (32 px) codecs are measured on: their default; their published figures
+# depend on it, so it never changes.
+FIXED_SIZE_ATTACKS = ("jpeg", "blur", "noise", "crop", "resize", "rotation", "brightness", "contrast", "saturation",
+                      "hflip", "combined")  # fmt: skip
+# What users meet in the wild (issue 20, item 5), applied at each image's native size: the default grid
+# for any-size codecs.
+ANY_SIZE_ATTACKS = (
+    "jpeg:90,jpeg:75,jpeg:50,webp:80,rescale:0.5,rescale:0.25,crop_area:0.5,crop_area:0.25,crop_area_random:0.5,"
+    "crop_area_random:0.25,rotation_reflect:2,rotation_reflect:5,contrast:0.7,contrast:1.3,saturation:0.7,"
+    "saturation:1.3,brightness:0.7,brightness:1.3,screenshot:0.75"
+)
 
-def parse_attack_levels(spec: str | list[str] | tuple[str, ...] | None, registry: dict | None = None) -> list:
-    """`"jpeg:75,noise,crop:0.9"` (or a list of such items) -> attack levels; `all` or None: every
-    attack of `registry` (default: the image attacks) at its default levels. Duplicates are dropped,
-    order is kept. Works for any registry of objects with name/levels/check (model_attacks too)."""
+
+def parse_attack_levels(spec: str | list[str] | tuple[str, ...] | None, registry: dict | None = None,
+                        default=None) -> list:  # fmt: skip
+    """`"jpeg:75,noise,crop:0.9"` (or a list of such items) -> attack levels; None (or nothing):
+    `default` (a spec) when given, else every attack of `registry` (default: the image attacks) at its
+    default levels; `all`: every attack of `registry`. Duplicates are dropped, order is kept. Works for
+    any registry of objects with name/levels/check (model_attacks too)."""
     registry = ATTACKS if registry is None else registry
     items = split_spec(spec)
+    if not items and default is not None:
+        items = split_spec(default)
     if not items or items == ["all"]:
         items = list(registry)
     levels: list[AttackLevel] = []
