@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import GanprintError
+from ..image_files import DEFAULT_QUALITY, OUTPUT_FORMATS
 from ..pretrained import DEFAULT_CODEC
 from . import options as opt
 from .detect_output import echo_detect_summary
@@ -31,9 +32,9 @@ def _model_option(role: str):
     alias = {"encoder": "--encoder_path", "decoder": "--decoder_path"}[role]
     return click.option(
         "--model", alias, "--encoder-path" if role == "encoder" else "--decoder-path", "model",
-        default=DEFAULT_CODEC, show_default=True, metavar="NAME|PATH",
+        default=None, metavar="NAME|PATH",
         help=f"Codec: a shipped name, a folder with config.json + model.safetensors, or an original "
-        f"*_{role}.pth file.",
+        f"*_{role}.pth file [default: {DEFAULT_CODEC}, any size; codec-32 with --image_resolution 32].",
     )  # fmt: skip
 
 
@@ -149,6 +150,11 @@ def train(resume, quiet, **kwargs) -> None:
               help="Informed embedding: Adam steps per image that tune its residual against the decoder through "
                    "JPEG, crops, noise, blur and brightness, at the same PSNR (harder to erase; 40 steps take about "
                    "0.45 s per 32px image on two CPU cores). Needs a full codec.")
+@click.option("--format", "image_format", type=click.Choice(list(OUTPUT_FORMATS)), default="png", show_default=True,
+              help="Any-size codecs: the file format written (EXIF, ICC profile and DPI carried over; PNG text "
+                   "chunks in PNG only; alpha kept in PNG and WebP). Fixed-resolution codecs write PNG.")
+@click.option("--quality", type=click.IntRange(1, 100), default=DEFAULT_QUALITY, show_default=True,
+              help="JPEG and WebP quality.")
 @opt.batch_size
 @opt.seed
 @opt.strict
@@ -156,12 +162,17 @@ def train(resume, quiet, **kwargs) -> None:
 @opt.device
 @opt.quiet
 def embed(model, data_dir, output_dir, image_resolution, celeba, identical, fingerprint, strength, refine_steps,
-          batch_size, seed, strict, overwrite, device, quiet) -> None:  # fmt: skip
-    """Fingerprint a folder of images: writes fingerprinted_images/*.png and embedded_fingerprints.txt.
+          image_format, quality, batch_size, seed, strict, overwrite, device, quiet) -> None:  # fmt: skip
+    """Fingerprint a folder of images: writes fingerprinted_images/ and embedded_fingerprints.txt.
+
+    An any-size codec keeps each image's size, mode (greyscale, 16-bit, alpha) and metadata (EXIF with
+    the orientation applied, ICC profile, PNG text); a fixed-resolution one writes R x R PNGs after
+    the original tools' resize and centre crop.
 
     \b
     Examples:
       ganprint codec embed --data_dir photos/ --output_dir marked/ --identical_fingerprints
+      ganprint codec embed --data_dir photos/ --output_dir marked/ --format jpeg --quality 90
       ganprint codec embed --data_dir photos/ --output_dir marked/ --fingerprint 0x9f3c...  (25 hex digits)
       ganprint codec embed --model codec-32-robust --refine-steps 40 --data_dir photos/ --output_dir marked/
       ganprint codec embed --encoder_path CelebA_128x128_encoder.pth --data_dir celeba/ \\
@@ -176,6 +187,7 @@ def embed(model, data_dir, output_dir, image_resolution, celeba, identical, fing
     summary = embed_folder(
         codec_, data_dir, output_dir, fingerprint=fingerprint, identical=identical, batch_size=batch_size, seed=seed,
         celeba=celeba, strict=strict, strength=strength, overwrite=overwrite, progress=not quiet, refine=refine_steps,
+        image_format=image_format, quality=quality,
     )  # fmt: skip
     click.echo(f"fingerprinted {summary.images} images into {summary.output_dir / 'fingerprinted_images'}")
     if summary.fingerprint:
@@ -291,7 +303,7 @@ def fold(model, factor, output, overwrite) -> None:
 
 # ------------------------------------------------------------------------------------------- info
 @codec.command()
-@click.argument("model", default=DEFAULT_CODEC)
+@click.argument("model", default=None, required=False)
 @opt.image_resolution
 def info(model, image_resolution) -> None:
     """Describe a codec: architecture, resolution, fingerprint length, parts and size.
