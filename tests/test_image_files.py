@@ -237,3 +237,11 @@ def test_bad_files_are_bad_images(tmp_path):
         read_image_file(b"", name="nothing.png")
     with pytest.raises(BadImageError, match="not a recognised image file"):
         read_image_file(b"not an image", name="text.png")
+
+
+def test_a_refused_write_is_a_bad_image_and_leaves_no_file(tmp_path):
+    im = Image.new("RGB", (8, 8))
+    too_long = ImageFile(image=im, exif=b"Exif\x00\x00" + bytes(70000))  # a JPEG segment holds 64 kB
+    with pytest.raises(BadImageError, match="out.jpg: cannot be written as JPEG .EXIF data is too long"):
+        write_image_file(tmp_path / "out.jpg", im, too_long, "jpeg")
+    assert list(tmp_path.iterdir()) == []

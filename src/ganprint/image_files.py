@@ -261,4 +261,7 @@ def write_image_file(
     pil = _storable(image, fmt, white_level(like.image), label)
     options = _save_options(like, fmt, pil.mode, quality)
     with atomic_path(path) as tmp:
-        pil.save(tmp, format=fmt.upper(), **options)
+        try:
+            pil.save(tmp, format=fmt.upper(), **options)
+        except ValueError as e:  # PIL's refusals, e.g. an EXIF block too long for a JPEG segment
+            raise BadImageError(f"{label}: cannot be written as {fmt.upper()} ({e})") from None
