@@ -301,7 +301,7 @@ def create_app(settings: Settings) -> FastAPI:
         fpr = check_fpr(fpr) or settings.false_positive_rate
         attributor = await asyncio.to_thread(registry.attributor, chosen, fpr)  # first: a 503 costs no inference
         names, decoded = await read_images(request, images)
-        logits, seen = await chosen.batcher.decode(decoded)
+        logits, seen = await chosen.batcher.decode(decoded, names)
         # the palette check looks at each image as uploaded, before resizing mixed its colours (as the CLI)
         results = await asyncio.to_thread(attributor.attribute_logits, logits, names, images=seen,
                                           is_palette=lambda j: is_palette_image(decoded[j]))  # fmt: skip
@@ -333,7 +333,7 @@ def create_app(settings: Settings) -> FastAPI:
         fpr = check_fpr(fpr) or settings.false_positive_rate
         bits = parse_expected(expected, chosen)
         names, decoded = await read_images(request, images)
-        logits, seen = await chosen.batcher.decode(decoded)
+        logits, seen = await chosen.batcher.decode(decoded, names)
         records = await asyncio.to_thread(detection_records, chosen, logits, seen, names, bits, fpr)
         count(request, "detect", chosen, records)
         return {"model": chosen.name, "method": chosen.method, "false_positive_rate": fpr, "results": records}
