@@ -29,7 +29,8 @@ is applied, so a rotated phone photo comes out upright. Conversions to 8-bit RGB
 * F (32-bit float greyscale): values within [0, 1] are scaled by 255, otherwise as for I;
 * a transparent colour in 16/32-bit greyscale is ignored.
 
-Greyscale results are replicated to three channels. Any failure (empty, truncated or corrupt
+Greyscale results are replicated to three channels. `open_image` decodes with the same checks but
+neither converts nor rotates (for ganprint.image_files, which keeps modes and metadata). Any failure (empty, truncated or corrupt
 file, not an image, more than `PIL.Image.MAX_IMAGE_PIXELS` pixels, unsupported mode) raises
 `BadImageError("<name>: <reason>")` on one line.
 
