@@ -30,9 +30,9 @@ is applied, so a rotated phone photo comes out upright. Conversions to 8-bit RGB
 * a transparent colour in 16/32-bit greyscale is ignored.
 
 Greyscale results are replicated to three channels. `open_image` decodes with the same checks but
-neither converts nor rotates (for ganprint.image_files, which keeps modes and metadata). Any failure (empty, truncated or corrupt
-file, not an image, more than `PIL.Image.MAX_IMAGE_PIXELS` pixels, unsupported mode) raises
-`BadImageError("<name>: <reason>")` on one line.
+neither converts nor rotates (for ganprint.image_files, which keeps modes and metadata). Any failure
+(empty, truncated or corrupt file, not an image, more than `PIL.Image.MAX_IMAGE_PIXELS` pixels,
+unsupported mode) raises `BadImageError("<name>: <reason>")` on one line.
 
 Preprocessing (`preprocess`) follows the original tools: the shorter side is resized to R
 (bicubic, antialiased) and the centre R x R is cropped; in CelebA mode the centre 148 x 148 (box
