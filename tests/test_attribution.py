@@ -288,7 +288,7 @@ def test_attribute_verb_with_the_shipped_codec(tmp_path):
     import ganprint
     from ganprint.data import open_source, pil_to_tensor, preprocess
 
-    codec = ganprint.load_codec()
+    codec = ganprint.load_codec("codec-32")
     db = tmp_path / "fp.db"
     with Registry(db, create=True) as reg:
         a, b = reg.issue(["model-a", "model-b"], length=codec.config.fingerprint_length)

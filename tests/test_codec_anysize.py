@@ -29,7 +29,9 @@ def _photo(w, h, seed=0, mode="RGB"):
 
 
 @pytest.mark.parametrize("bad", [dict(tile=12), dict(tile=48), dict(working_resolution=60), dict(residual_rms=0),
-                                 dict(scales=()), dict(scales=(1.0, 3.0)), dict(min_side=100, max_side=50)])  # fmt: skip
+                                 dict(scales=()), dict(scales=(1.0, 3.0)), dict(scales=(0.7, 1.0)),
+                                 dict(min_side=100, max_side=50), dict(arch="conv", tile=64),
+                                 dict(search_null=((1.0, 0.2),))])  # fmt: skip
 def test_config_refuses_what_the_networks_cannot_do(bad):
     with pytest.raises(GanprintError):
         AnySizeConfig(**bad).validate()
@@ -119,6 +121,27 @@ def test_saved_codec_loads_by_folder_and_is_recognised(codec, tmp_path):
     assert torch.allclose(loaded.decode_logits(x), codec.decode_logits(x), atol=1e-4)
     with pytest.raises(GanprintError, match="any-size"):
         load_codec(tmp_path / "m", resolution=32)
+
+
+def test_a_flat_image_gets_no_verdict(codec):
+    result = codec.detect([Image.new("RGB", (300, 200), (120, 130, 140))], expected="1" * 24)
+    assert not result.enough_signal[0] and not result.detected[0]
+    assert codec.detect([_photo(300, 200)], expected="1" * 24).enough_signal[0]
+
+
+def test_search_scores_follow_the_clean_yardstick_and_favour_the_uncropped_reading(codec):
+    import dataclasses
+
+    logits = torch.zeros(1, 5 * 16, 24)
+    logits[0, 16 * 4 + 3] = 2.0  # a reading at scale 0.5, confidence 2
+    logits[0, 0] = 1.0  # the uncropped one, confidence 1
+    assert codec.search_scores(logits).argmax().item() == 16 * 4 + 3  # raw confidence without a yardstick
+    null = ((0.5, 0.25),) * 4 + ((2.0, 0.5),)  # scale 0.5 reads 2.0 on clean images anyway
+    try:
+        codec.config = dataclasses.replace(codec.config, search_null=null, canonical_bonus=0.0)
+        assert codec.search_scores(logits).argmax().item() == 0
+    finally:
+        codec.config = dataclasses.replace(codec.config, search_null=None, canonical_bonus=2.0)
 
 
 def test_non_finite_weights_are_an_error_not_a_verdict(codec, tmp_path):

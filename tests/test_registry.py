@@ -533,7 +533,7 @@ def _fingerprinted_pngs(folder: Path, fingerprint: str, count: int = 2) -> None:
     import torch
     from ganprint.data import open_source, pil_to_tensor, preprocess, tensor_to_pil
 
-    codec = ganprint.load_codec()
+    codec = ganprint.load_codec("codec-32")
     source = open_source("samples")
     clean = torch.stack([pil_to_tensor(preprocess(source.image(i), 32)) for i in range(count)])
     marked = codec.embed(clean, parse_fingerprint(fingerprint))
@@ -547,7 +547,8 @@ def test_attribute_reads_the_registry(run_cli, tmp_path, registry_location):
         (acme,) = reg.issue("acme", 100, seed=5)
         reg.issue([f"other-{i}" for i in range(3)], 100, seed=6)
     _fingerprinted_pngs(tmp_path / "images", acme.bit_string)
-    code, out, err = run_cli("attribute", "--registry", registry_location, "--jsonl", "-q", tmp_path / "images")
+    code, out, err = run_cli("attribute", "--registry", registry_location, "--model", "codec-32", "--jsonl", "-q",
+                             tmp_path / "images")
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0, err
     assert [(r["verdict"], r["model"], r["registry_size"]) for r in records] == [("attributed", "acme", 4)] * 2
@@ -614,7 +615,7 @@ def test_sqlite_registry_on_read_only_storage(read_only_folder):
     _fingerprinted_pngs(folder / "images", acme.bit_string)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     writes = [["add", "--model", "m2", "--fingerprint", "01" * 50], ["issue", "--model", "m2"], ["remove", "acme", "--yes"]]
-    results = run([["attribute", "--registry", db, "--jsonl", "-q", folder / "images"],
+    results = run([["attribute", "--registry", db, "--model", "codec-32", "--jsonl", "-q", folder / "images"],
                    ["registry", "list", "--registry", db],
                    ["registry", "show", "--registry", db, "acme", "--json"],
                    ["registry", "export", "--registry", db]]

@@ -174,13 +174,13 @@ def test_a_flat_image_gets_not_enough_signal_from_the_api():
 
 def test_a_folder_of_flat_images_is_not_enough_signal_and_exits_3(tmp_path, run_cli, registry):
     folder = _flat_images(tmp_path / "flat")
-    code, out, err = run_cli("attribute", "--registry", registry, folder)
+    code, out, err = run_cli("attribute", "--registry", registry, "--model", "codec-32", folder)
     assert code == 3, err
     rows = [line for line in out.splitlines() if "flat-" in line]
     assert len(rows) == 3 and all(row.startswith("not-enough-signal") for row in rows)
     assert "3 not enough signal to decide" in err
-    code, out, err = run_cli("codec", "detect", "--data_dir", folder, "--output_dir", tmp_path / "det", "--expected",
-                             "0" * 100)  # fmt: skip
+    code, out, err = run_cli("codec", "detect", "--model", "codec-32", "--data_dir", folder, "--output_dir",
+                             tmp_path / "det", "--expected", "0" * 100)  # fmt: skip
     assert code == 0 and "detected at FPR" not in out and "3 images: not enough signal to decide" in out
     report = (tmp_path / "det" / "detection_report.csv").read_text().splitlines()
     assert len(report) == 4 and all(",not-enough-signal," in row for row in report[1:])
@@ -200,7 +200,7 @@ def test_clean_palette_pngs_with_transparency_are_not_called_fingerprinted(tmp_p
         palette.save(folder / f"pal-{i:02d}.png", transparency=0)
         with Image.open(folder / f"pal-{i:02d}.png") as saved:
             assert saved.mode == "P" and "transparency" in saved.info
-    code, out, err = run_cli("attribute", "--registry", registry, "--jsonl", folder)
+    code, out, err = run_cli("attribute", "--registry", registry, "--model", "codec-32", "--jsonl", folder)
     assert code == 3, err  # nothing detected
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 64 and not any(r["verdict"] == UNKNOWN for r in records)
@@ -301,8 +301,8 @@ def test_os_errors_become_a_sentence_naming_the_path(code_, advice, tmp_path, ru
         raise OSError(code_, os.strerror(code_), str(path))
 
     monkeypatch.setattr(folders, "save_png", failing_save)
-    code, _, err = run_cli("codec", "embed", "--data_dir", _samples(tmp_path / "in", 1), "--output_dir",
-                           tmp_path / "out", "-q")  # fmt: skip
+    code, _, err = run_cli("codec", "embed", "--model", "codec-32", "--data_dir", _samples(tmp_path / "in", 1),
+                           "--output_dir", tmp_path / "out", "-q")  # fmt: skip
     line = err.strip().splitlines()[-1]
     assert code == 1 and line.startswith(f"error: {tmp_path / 'out'}") and advice in line, err
     assert "OSError" not in line and "Errno" not in line

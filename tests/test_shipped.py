@@ -15,15 +15,16 @@ def held_out_images(resolution):
     return torch.stack([pil_to_tensor(preprocess(source.image(i), resolution)) for i in range(len(source))])
 
 
-def test_shipped_codec_is_found_by_name():
-    assert DEFAULT_CODEC in shipped_models()
-    codec = ganprint.load_codec()
+def test_shipped_codecs_are_found_by_name():
+    assert DEFAULT_CODEC == "codec-any" and {"codec-any", "codec-32"} <= set(shipped_models())
+    assert ganprint.load_codec().any_size  # the default: any size
+    codec = ganprint.load_codec(resolution=32)  # the fixed-resolution default
     assert codec.config.resolution == 32 and codec.config.fingerprint_length == 100
     assert codec.encoder is not None and codec.decoder is not None
 
 
 def test_embed_png_detect_round_trip_and_clean_images_are_not_detected(tmp_path):
-    codec = ganprint.load_codec()
+    codec = ganprint.load_codec("codec-32")
     clean = held_out_images(32)
     bits = ganprint.random_fingerprints(len(clean), 100, torch.Generator().manual_seed(3))
     marked = codec.embed(clean, bits)
@@ -45,7 +46,7 @@ def test_embed_png_detect_round_trip_and_clean_images_are_not_detected(tmp_path)
 
 
 def test_pil_api_on_an_arbitrary_photo():
-    codec = ganprint.load_codec()
+    codec = ganprint.load_codec("codec-32")
     photo = open_source("samples").image(5).resize((97, 61))  # any size: resized and cropped to 32
     fp = "0x" + "c3" * 12 + "a"
     marked = codec.embed(photo, fp)
@@ -53,11 +54,12 @@ def test_pil_api_on_an_arbitrary_photo():
     assert codec.detect(marked, expected=fp).detected == [True]
 
 
-def test_cli_embed_then_detect_with_default_model(tmp_path, capsys):
+def test_cli_embed_then_detect_at_32_px(tmp_path, capsys):
     for argv in (
-        ["codec", "embed", "--data_dir", "samples", "--output_dir", str(tmp_path / "m"), "--identical_fingerprints",
+        ["codec", "embed", "--image_resolution", "32", "--data_dir", "samples", "--output_dir", str(tmp_path / "m"), "--identical_fingerprints",
          "--seed", "5", "-q"],
-        ["codec", "detect", "--data_dir", str(tmp_path / "m" / "fingerprinted_images"), "--output_dir",
+        ["codec", "detect", "--image_resolution", "32", "--data_dir", str(tmp_path / "m" / "fingerprinted_images"),
+         "--output_dir",
          str(tmp_path / "d"), "--expected", str(tmp_path / "m" / "embedded_fingerprints.txt"), "--json", "-q"],
     ):  # fmt: skip
         try:
@@ -202,3 +204,37 @@ def test_demo_attributes_the_three_scalable_models(tmp_path):
     figures = run_demo(tmp_path, count=4, echo=lambda s: None)["scalable"]
     assert figures["attribution_accuracy"] >= 0.95
     assert (tmp_path / "scalable-demo.png").is_file()
+
+
+# ----------------------------------------------------------------------------- shipped codec-any
+def test_any_size_codec_round_trip_on_photos_it_never_saw(tmp_path):
+    from ganprint.attacks import ATTACKS
+    from ganprint.demo import demo_photos
+
+    codec = ganprint.load_codec("codec-any")
+    photos = [photo for _, photo in demo_photos()]  # 512x512 and 600x400, kept out of its training
+    photos += [open_source("samples").image(i).resize((160, 96)) for i in (3, 8)]  # small, other aspect
+    fingerprint = ganprint.random_fingerprints(1, 100, torch.Generator().manual_seed(11))[0]
+    reloaded = []
+    for i, photo in enumerate(photos):
+        codec.embed(photo, fingerprint).save(tmp_path / f"{i}.png")
+        reloaded.append(load_image(tmp_path / f"{i}.png"))
+        assert reloaded[-1].size == photo.size
+    found = codec.detect(reloaded, expected=fingerprint)
+    assert all(found.detected) and found.bit_accuracy.min() >= 0.97
+    for clean, marked in zip(photos, reloaded):
+        mse = (pil_to_tensor(marked) - pil_to_tensor(clean)).pow(2).mean().item()
+        assert 10 * torch.log10(torch.tensor(1 / mse)) >= 38
+    other = ganprint.random_fingerprints(1, 100, torch.Generator().manual_seed(12))[0]
+    assert not any(codec.detect(reloaded, expected=other).detected)
+    assert not any(codec.detect(photos, expected=fingerprint).detected)
+    halved = [tensor_to_pil(ATTACKS["rescale"](pil_to_tensor(m).unsqueeze(0), 0.5)[0]) for m in reloaded[:2]]
+    assert all(codec.detect(halved, expected=fingerprint).detected)
+
+
+def test_demo_fingerprints_the_photos_at_native_size(tmp_path):
+    figures = run_demo(tmp_path, count=2, echo=lambda s: None, scalable_network=None)["anysize"]
+    assert [row["name"] for row in figures["photos"]] == ["astronaut.png", "coffee.png"]
+    assert all(row["detected"] and not row["clean_detected"] and row["psnr"] >= 38 for row in figures["photos"])
+    assert Image.open(tmp_path / "anysize_images" / "coffee.png").size == (600, 400)
+    assert (tmp_path / "anysize-demo.png").is_file()

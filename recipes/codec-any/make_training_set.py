@@ -7,12 +7,16 @@ Each source is written once, its long side capped at 2048 px; the trainer crops 
 
     apt-get install -y plasma-workspace-wallpapers
     pip install -e ".[assets]"
-    python recipes/codec-any/make_training_set.py WORK/train-photos
+    python recipes/codec-any/make_training_set.py WORK/train-photos --calibration WORK/calibration
+
+`--calibration DIR` also writes clean crops of many sizes and aspect ratios (64 px to 1024 px) of the
+same photos: what `ganprint calibrate` measures the codec's bits on when nothing is hidden in them.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from pathlib import Path
 
@@ -45,8 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--max-side", type=int, default=2048)
+    parser.add_argument("--calibration", type=Path, default=None, help="also write clean crops here")
+    parser.add_argument("--crops", type=int, default=2000, help="how many calibration crops")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
+    photos = []
     for name, path in sources():
         im = Image.open(path)
         im = im.convert("RGB")
@@ -54,7 +61,29 @@ def main() -> None:
         if scale < 1:
             im = im.resize((round(im.size[0] * scale), round(im.size[1] * scale)), Image.Resampling.LANCZOS)
         im.save(args.output / f"{Path(name).stem}.png")
+        photos.append(im)
         print(f"{name}: {im.size[0]}x{im.size[1]}")
+    if args.calibration is not None:
+        write_crops(photos, args.calibration, args.crops)
+
+
+def write_crops(photos: list[Image.Image], folder: Path, count: int, seed: int = 0) -> None:
+    """`count` random crops (side 64-1024 px, aspect 1:2 to 2:1, resized to at most 512 px) as JPEG 95."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        im = photos[rng.randrange(len(photos))]
+        aspect = 2 ** rng.uniform(-1, 1)
+        h = int(min(im.height, im.width / aspect, 2 ** rng.uniform(6, 10)))
+        w = max(64, int(h * aspect))
+        h = max(64, h)
+        x, y = rng.randrange(im.width - w + 1), rng.randrange(im.height - h + 1)
+        crop = im.crop((x, y, x + w, y + h))
+        scale = min(1.0, 512 / max(crop.size))
+        if scale < 1:
+            crop = crop.resize((max(64, round(w * scale)), max(64, round(h * scale))), Image.Resampling.LANCZOS)
+        crop.save(folder / f"crop-{i:05d}.jpg", quality=95)
+    print(f"{count} calibration crops in {folder}")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,10 @@ def describe_codec(model: str | os.PathLike, codec) -> Decoder:
     from .codec.importing import ORIGINAL_SUFFIXES
     from .pretrained import resolve_model_dir
 
+    if model is None:  # the default codec for its resolution
+        from .pretrained import default_codec
+
+        model = default_codec(None if getattr(codec, "any_size", False) else codec.config.resolution)
     path = Path(model)
     if path.is_file() and path.suffix.lower() in ORIGINAL_SUFFIXES:
         return codec_decoder(codec, os.fspath(model), None, path)

@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import GanprintError
 
 ANYSIZE_CODEC = "codec-any"  # any size and aspect ratio (codec/anysize.py)
-DEFAULT_CODEC = "codec-32"  # what embed/detect/attribute/calibrate use by default
+DEFAULT_CODEC = ANYSIZE_CODEC  # what embed/detect/attribute/calibrate use when given no model or resolution
 CODEC_32 = "codec-32"  # the fixed-resolution codec for 32x32 images (GAN training sets, the transfer experiment)
 FIXED_RESOLUTION_CODECS = {32: CODEC_32}
 

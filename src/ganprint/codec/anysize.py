@@ -39,8 +39,12 @@ DECODER_STRIDE = 8
 ENCODER_STRIDE = 4
 
 
+ARCHITECTURES = ("unet", "conv")
+
+
 @dataclass
 class AnySizeConfig:
+    arch: str = "unet"  # "unet": residual made at W/2 (TiledEncoder); "conv": codec-32's layers run over tiles
     fingerprint_length: int = 100  # bits per fingerprint
     working_resolution: int = 128  # W: images are read and the residual is made at W x W
     tile: int = 32  # period of the message pattern at working resolution (a multiple of 8)
@@ -49,6 +53,10 @@ class AnySizeConfig:
     residual_rms: float = 0.0065  # RMS of the added residual in [0,1] units: PSNR ~ -20 log10(rms)
     mask_floor: float = 0.35  # share of the mean residual amplitude that flat regions keep
     scales: tuple[float, ...] = (1.0, 0.84, 0.71, 0.59, 0.5)  # working sizes tried by the decoder (x W)
+    # the search's yardstick: mean and std of the readings' confidence (mean |logit|) per scale on clean
+    # images (measured at the end of training); a reading is judged by how far above that it stands
+    search_null: tuple[tuple[float, float], ...] | None = None
+    canonical_bonus: float = 2.0  # the uncropped reading (scale 1, no shift) wins unless beaten by this (in stds)
     min_side: int = 64  # smallest image side accepted (px)
     max_side: int = 8192  # largest image side accepted (px)
     extra: dict = field(default_factory=dict)  # free notes (training recipe), not used by the networks
@@ -58,6 +66,10 @@ class AnySizeConfig:
         return self.working_resolution
 
     def validate(self) -> "AnySizeConfig":
+        if self.arch not in ARCHITECTURES:
+            raise GanprintError(f"unknown any-size architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.arch == "conv" and self.tile != 32:
+            raise GanprintError("the conv architecture reads 32 px tiles (tile must be 32)")
         w, t = self.working_resolution, self.tile
         if not isinstance(w, int) or w < 64 or w % DECODER_STRIDE:
             raise GanprintError(f"working_resolution must be a multiple of 8 >= 64, got {w}")
@@ -69,8 +81,12 @@ class AnySizeConfig:
             raise GanprintError(f"residual_rms must be in (0, 1), got {self.residual_rms}")
         if not 0 <= self.mask_floor <= 1:
             raise GanprintError(f"mask_floor must be in [0, 1], got {self.mask_floor}")
-        if not self.scales or not all(0.2 <= s <= 1.5 for s in self.scales):
-            raise GanprintError(f"scales must be a non-empty list of numbers in [0.2, 1.5], got {self.scales}")
+        if not self.scales or self.scales[0] != 1 or not all(0.2 <= s <= 1.5 for s in self.scales):
+            raise GanprintError(f"scales must be numbers in [0.2, 1.5], the first 1 (uncropped), got {self.scales}")
+        if self.search_null is not None and (
+            len(self.search_null) != len(self.scales) or not all(d > 0 for _, d in self.search_null)
+        ):
+            raise GanprintError("search_null must hold a (mean, std > 0) pair per scale")
         if not 16 <= self.min_side <= self.max_side:
             raise GanprintError(f"need 16 <= min_side <= max_side, got {self.min_side}, {self.max_side}")
         return self
@@ -78,6 +94,7 @@ class AnySizeConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["scales"] = list(self.scales)
+        data["search_null"] = None if self.search_null is None else [list(v) for v in self.search_null]
         return {"kind": KIND, **data}
 
     @classmethod
@@ -89,6 +106,8 @@ class AnySizeConfig:
         values = {k: v for k, v in data.items() if k in names}
         if "scales" in values:
             values["scales"] = tuple(float(s) for s in values["scales"])
+        if values.get("search_null") is not None:
+            values["search_null"] = tuple((float(m), float(d)) for m, d in values["search_null"])
         try:
             return cls(**values).validate()
         except TypeError as exc:
@@ -146,6 +165,38 @@ class TiledEncoder(nn.Module):
         return rms * r / (r.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8)
 
 
+class ConvTiledEncoder(nn.Module):
+    """r = E(x_W, bits) with the layers of a 32-px ganprint codec (codec/networks.py ResidualEncoder),
+    run over the whole working image with the message map repeated every 32 px: a codec-32-like
+    encoder becomes an any-size one, and can start from codec-32's weights (same parameter names)."""
+
+    def __init__(self, config: AnySizeConfig):
+        super().__init__()
+        c, cm = config.channels, config.message_channels
+        self.config = config
+        self.message_size = config.tile // 2
+        self.message = nn.Linear(config.fingerprint_length, cm * self.message_size**2)
+        self.body = nn.Sequential(
+            nn.Conv2d(3 + cm, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, 3, 1),
+        )  # fmt: skip
+
+    def forward(self, images: torch.Tensor, bits: torch.Tensor, rms: float | None = None) -> torch.Tensor:
+        n, _, h, w = images.shape
+        t = self.config.tile
+        m = self.message(2 * bits - 1).view(n, -1, self.message_size, self.message_size)
+        m = F.interpolate(m, size=(t, t), mode="nearest")
+        m = m.repeat(1, 1, math.ceil(h / t), math.ceil(w / t))[:, :, :h, :w]
+        r = self.body(torch.cat([2 * images - 1, m], dim=1))
+        r = r * texture_mask(images, self.config.mask_floor)
+        rms = self.config.residual_rms if rms is None else rms
+        return rms * r / (r.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8)
+
+
+def build_encoder(config: AnySizeConfig) -> nn.Module:
+    return ConvTiledEncoder(config) if config.arch == "conv" else TiledEncoder(config)
+
+
 class FoldingDecoder(nn.Module):
     """Bit logits from an image at (about) working resolution, for each cyclic shift of the tile grid."""
 
@@ -153,9 +204,16 @@ class FoldingDecoder(nn.Module):
         super().__init__()
         c = config.channels
         self.cells = config.tile // DECODER_STRIDE
-        self.body = nn.Sequential(
-            _conv(3, c, 2), _conv(c, c), _conv(c, 2 * c, 2), _conv(2 * c, 2 * c), _conv(2 * c, 2 * c, 2),
-        )  # fmt: skip
+        if config.arch == "conv":  # a 32-px ganprint codec's ConvDecoder body (same parameter names)
+            self.body = nn.Sequential(
+                nn.Conv2d(3, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, stride=2, padding=1), nn.SiLU(),
+                nn.Conv2d(c, 2 * c, 3, padding=1), nn.SiLU(), nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
+                nn.SiLU(), nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
+            )  # fmt: skip
+        else:
+            self.body = nn.Sequential(
+                _conv(3, c, 2), _conv(c, c), _conv(c, 2 * c, 2), _conv(2 * c, 2 * c), _conv(2 * c, 2 * c, 2),
+            )  # fmt: skip
         self.readout = nn.Linear(2 * c * self.cells**2, config.fingerprint_length)
 
     def fold(self, images: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from ..errors import GanprintError
 from ..fingerprints import parse_fingerprint
 from ..image_modes import marked_like, rgb_for_marking
 from ..pretrained import resolve_model_dir
-from .anysize import KIND, AnySizeConfig, FoldingDecoder, TiledEncoder, check_image_size, to_native, to_working
+from .anysize import KIND, AnySizeConfig, FoldingDecoder, build_encoder, check_image_size, to_native, to_working
 
 Images = torch.Tensor | Image.Image | Sequence[Image.Image] | Sequence[torch.Tensor]
 
@@ -31,7 +31,7 @@ class AnySizeCodec(nn.Module):
     def __init__(self, config: AnySizeConfig, encoder: bool = True, decoder: bool = True):
         super().__init__()
         self.config = config.validate()
-        self.encoder = TiledEncoder(config) if encoder else None
+        self.encoder = build_encoder(config) if encoder else None
         self.decoder = FoldingDecoder(config) if decoder else None
 
     @property
@@ -115,10 +115,14 @@ class AnySizeCodec(nn.Module):
         base = to_working(image, w)
         return [base if s == 1 else to_working(base, max(2 * 8, round(w * s))) for s in self.config.scales]
 
-    @torch.inference_mode()
     def decode_logits(self, images: Images) -> torch.Tensor:
         """Raw bit logits (N, L) on the CPU; bit = logit > 0. For each image, the scale and tile shift
-        whose reading is most confident (mean |logit|), chosen without looking at any fingerprint."""
+        whose reading stands out most (`search_scores`), chosen without looking at any fingerprint."""
+        return self._read(images)[0]
+
+    @torch.inference_mode()
+    def _read(self, images: Images) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (N, L), the images at working resolution (N, 3, W, W): what the texture check sees)."""
         if self.decoder is None:
             raise GanprintError("this codec has no decoder (it was built from an encoder only)")
         items, _ = self._as_list(images)
@@ -131,16 +135,43 @@ class AnySizeCodec(nn.Module):
         logits = torch.cat(candidates, dim=1)  # (N, scales * shifts, L)
         if not torch.isfinite(logits).all():
             raise GanprintError("the decoder produced non-finite values: the model is broken")
-        best = logits.abs().mean(-1).argmax(1)
-        return logits[torch.arange(logits.shape[0]), best].cpu()
+        best = self.search_scores(logits).argmax(1)
+        return logits[torch.arange(logits.shape[0]), best].cpu(), torch.cat([v[0] for v in views]).cpu()
+
+    def search_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, scales * shifts): how much each reading stands out. Its confidence (mean |logit|) in stds
+        above what that scale reads on clean images, the uncropped reading given `canonical_bonus`.
+        Nothing here looks at a fingerprint: on an unmarked image the kept bits stay fair coins."""
+        n, k, _ = logits.shape
+        confidence = logits.abs().mean(-1)
+        if self.config.search_null is None:
+            return confidence
+        null = torch.tensor(self.config.search_null, dtype=confidence.dtype, device=confidence.device)
+        per_scale = k // len(self.config.scales)
+        mean, std = null[:, 0].repeat_interleave(per_scale), null[:, 1].repeat_interleave(per_scale)
+        scores = (confidence - mean) / std
+        scores[:, 0] += self.config.canonical_bonus
+        return scores
+
+    @torch.inference_mode()
+    def measure_search_null(self, images: Sequence[torch.Tensor]) -> tuple[tuple[float, float], ...]:
+        """Mean and std of each scale's reading confidence on clean images (for `search_null`)."""
+        per_scale: list[list[torch.Tensor]] = [[] for _ in self.config.scales]
+        for image in images:
+            views = self.working_views(image.unsqueeze(0).to(self.device))
+            for k, view in enumerate(views):
+                per_scale[k].append(self.decoder.read_all_shifts(self.decoder.fold(view)).abs().mean(-1).flatten())
+        stats = [torch.cat(c) for c in per_scale]
+        return tuple((round(c.mean().item(), 5), round(c.std().item(), 5)) for c in stats)
 
     def detect(self, images: Images, expected=None, false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE,
                batch_size: int | None = None) -> DetectionResult:  # fmt: skip
-        """Read fingerprints; with `expected` (bits, (N, L) or a string) add accuracy, p-values, verdicts."""
-        logits = self.decode_logits(images)
+        """Read fingerprints; with `expected` (bits, (N, L) or a string) add accuracy, p-values, verdicts.
+        Flat images (ganprint.texture) get no verdict: never detected, verdict "not-enough-signal"."""
+        logits, seen = self._read(images)
         if isinstance(expected, str):
             expected = parse_fingerprint(expected, self.config.fingerprint_length)
-        return DetectionResult.from_logits(logits, expected, false_positive_rate)
+        return DetectionResult.from_logits(logits, expected, false_positive_rate, images=seen)
 
     # ------------------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

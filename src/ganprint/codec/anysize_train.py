@@ -20,8 +20,8 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from .. import checkpoint
-from ..augment import Augmenter
 from ..data import IMAGE_EXTENSIONS, load_image, to_rgb
 from ..device import resolve_device
 from ..errors import GanprintError
@@ -38,6 +37,9 @@ from ..visualize import residual_grid, save_png
 from .anysize import DECODER_STRIDE, AnySizeConfig, to_native, to_working
 from .anysize_codec import AnySizeCodec
 from .schedule import FidelitySchedule
+
+if TYPE_CHECKING:
+    from ..augment import Augmenter
 
 DEFAULT_AUGMENT = "noise=0.04,blur=1.2,brightness=0.35,contrast=0.35,saturation=1"
 NATIVE_SIZES = (128, 160, 192, 256, 320)
@@ -48,10 +50,12 @@ MIN_ATTACKED = 64  # no attack leaves an image smaller than the codec's smallest
 class AnySizeTrainOptions:
     data_dir: str  # folder of training photos (any sizes; read recursively)
     output_dir: str = "runs"
+    arch: str = "conv"  # "conv" (codec-32's layers over tiles; can start from a 32-px codec) or "unet"
     fingerprint_length: int = 100
     working_resolution: int = 128
     tile: int = 32
-    channels: int = 48
+    channels: int = 64
+    message_channels: int = 8
     residual_rms: float = 0.0065  # target RMS (PSNR ~ 43.7 dB)
     start_rms: float = 0.05
     anneal_accuracy: float = 0.96  # smoothed (attacked) accuracy that lowers the RMS one step
@@ -76,11 +80,13 @@ class AnySizeTrainOptions:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    init: str | None = None  # start from this any-size codec's weights (name or folder): continue a shipped model
 
     def codec_config(self) -> AnySizeConfig:
         return AnySizeConfig(
-            fingerprint_length=self.fingerprint_length, working_resolution=self.working_resolution,
-            tile=self.tile, channels=self.channels, residual_rms=self.residual_rms,
+            arch=self.arch, fingerprint_length=self.fingerprint_length, working_resolution=self.working_resolution,
+            tile=self.tile, channels=self.channels, message_channels=self.message_channels,
+            residual_rms=self.residual_rms,
         ).validate()  # fmt: skip
 
 
@@ -104,6 +110,7 @@ class PhotoPool:
                 self.levels.append(torch.from_numpy(np.asarray(level, dtype=np.uint8).copy()).permute(2, 0, 1))
                 scale /= 2
         self.photos = len(paths)
+        self.largest_crop = max(min(t.shape[-2:]) for t in self.levels)
 
     def crops(self, n: int, size: int, g: torch.Generator) -> torch.Tensor:
         """n random crops (n,3,size,size) in [0,1], flipped at random."""
@@ -159,6 +166,8 @@ def attack_and_read(codec: AnySizeCodec, marked: torch.Tensor, attack: Attack, a
     w = codec.config.working_resolution
     x = marked
     if bool((attack.angle != 0).any()):
+        import kornia  # here: the CLI imports this module's options, and kornia takes seconds to import
+
         x = kornia.geometry.transform.rotate(x, attack.angle.to(x), padding_mode="reflection")
     side = max(MIN_ATTACKED, round(s * attack.crop_side))
     oy = (attack.offsets[:, 0] * (s - side + 1)).long().clamp(0, s - side)
@@ -244,6 +253,24 @@ def evaluate(codec: AnySizeCodec, images: torch.Tensor, rms: float, seed: int) -
     return stats
 
 
+def load_initial_weights(codec: AnySizeCodec, init: str) -> None:
+    """Start from an any-size codec of the same networks, or, for the conv architecture, from a 32-px
+    ganprint codec (codec-32, codec-32-immunized): its layers are the conv architecture's, tile by tile."""
+    from .importing import is_anysize_model, load_codec
+
+    start = load_codec(init)
+    if is_anysize_model(init):
+        same = start.config.to_dict() | {"residual_rms": 0} == codec.config.to_dict() | {"residual_rms": 0}
+    else:
+        c = start.config
+        same = (codec.config.arch == "conv" and c.arch == "ganprint" and c.resolution == codec.config.tile
+                and c.fingerprint_length == codec.config.fingerprint_length and c.channels == codec.config.channels
+                and c.message_channels == codec.config.message_channels)  # fmt: skip
+    if not same:
+        raise GanprintError(f"--init {init}: its networks differ from this run's options")
+    codec.load_state_dict(start.state_dict())
+
+
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed + 1) * 1_000_003 + step)
 
@@ -253,12 +280,16 @@ def train_anysize(options: AnySizeTrainOptions, resume: str | Path | None = None
     o = options
     config = o.codec_config()
     device = resolve_device(o.device)
+    from ..augment import Augmenter
+
     augmenter = Augmenter.from_spec(o.augment, o.augment_ramp) if o.augment else None
     pool = PhotoPool(o.data_dir)
     torch.manual_seed(o.seed)
     codec = AnySizeCodec(config).to(device).train()
     if device.type == "cpu":  # oneDNN's convolutions run faster without a layout change per call
         codec = codec.to(memory_format=torch.channels_last)
+    if o.init is not None and resume is None:
+        load_initial_weights(codec, o.init)
     opt = torch.optim.Adam(codec.parameters(), lr=o.lr)
     schedule = FidelitySchedule(
         warmup_accuracy=o.attack_accuracy, start_rms=max(o.start_rms, o.residual_rms), target_rms=o.residual_rms,
@@ -281,9 +312,13 @@ def train_anysize(options: AnySizeTrainOptions, resume: str | Path | None = None
     log.truncate_after(start)
     val_images = pool.crops(48, 256, torch.Generator().manual_seed(o.seed + 777))
 
+    null_images = [c for size in (128, 256, 384) if size <= pool.largest_crop
+                   for c in pool.crops(12, size, torch.Generator().manual_seed(o.seed + 99))]  # fmt: skip
+
     def save(step: int, final: bool = False) -> None:
-        snap = AnySizeCodec(dataclasses.replace(config, residual_rms=float(schedule.rms))).to(device)
+        snap = AnySizeCodec(dataclasses.replace(config, residual_rms=float(schedule.rms))).to(device).eval()
         snap.load_state_dict(codec.state_dict())
+        snap.config = dataclasses.replace(snap.config, search_null=snap.measure_search_null(null_images))
         snap.save_pretrained(run_dir / ("final" if final else f"snapshot-{step:06d}"))
         checkpoint.save_training_checkpoint(run_dir / "checkpoint.pt", {
             "kind": "ganprint.codec-anysize.train", "config": config.to_dict(), "step": step,
