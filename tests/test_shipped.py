@@ -238,3 +238,25 @@ def test_demo_fingerprints_the_photos_at_native_size(tmp_path):
     assert all(row["detected"] and not row["clean_detected"] and row["psnr"] >= 38 for row in figures["photos"])
     assert Image.open(tmp_path / "anysize_images" / "coffee.png").size == (600, 400)
     assert (tmp_path / "anysize-demo.png").is_file()
+
+
+def test_attribute_with_the_default_any_size_codec(tmp_path, run_cli):
+    import json
+
+    from ganprint.demo import demo_photos
+    from ganprint.registry import Registry
+
+    db = tmp_path / "fp.db"
+    with Registry(db, create=True) as reg:
+        (acme,) = reg.issue("acme", 100, seed=5)
+        reg.issue([f"other-{i}" for i in range(3)], 100, seed=6)
+    codec = ganprint.load_codec()
+    (tmp_path / "images").mkdir()
+    for name, photo in demo_photos():
+        codec.embed(photo, acme.bit_string).save(tmp_path / "images" / name)
+        photo.save(tmp_path / "images" / f"clean-{name}")
+    code, out, err = run_cli("attribute", "--registry", db, "--jsonl", "-q", tmp_path / "images")
+    assert code == 0, err
+    verdicts = {r["name"].split("/")[-1]: (r["verdict"], r["model"]) for r in map(json.loads, out.splitlines())}
+    assert verdicts["astronaut.png"] == verdicts["coffee.png"] == ("attributed", "acme")
+    assert all(v[0] == "not-fingerprinted" for k, v in verdicts.items() if k.startswith("clean-"))
