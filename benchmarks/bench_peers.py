@@ -48,11 +48,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PEERS = ("dwtDct", "dwtDctSvd", "rivaGan")
 SIZES = "256x256,512x384,1920x1080"
-# Issue 20 item 5's attacks, as ganprint.attacks names them (`name:level`); an attack the registry
-# does not have (yet) is reported as missing and skipped.
-ATTACKS = ("jpeg:90,jpeg:75,jpeg:50,webp:80,resize:0.5,resize:0.25,crop:0.5,crop:0.25,crop_offcenter:0.5,"
-           "crop_offcenter:0.25,rotation:2,rotation:5,contrast:0.7,contrast:1.3,saturation:0.7,saturation:1.3,"
-           "brightness:0.7,brightness:1.3,screenshot")  # fmt: skip
+# Issue 20 item 5's attacks, as ganprint.attacks names them (`name:level`): its ANY_SIZE_ATTACKS when
+# the registry has them, else this list; an attack the registry does not have is reported and skipped.
+ATTACKS = ("jpeg:90,jpeg:75,jpeg:50,webp:80,rescale:0.5,rescale:0.25,crop_area:0.5,crop_area:0.25,"
+           "crop_area_random:0.5,crop_area_random:0.25,rotation_reflect:2,rotation_reflect:5,contrast:0.7,"
+           "contrast:1.3,saturation:0.7,saturation:1.3,brightness:0.7,brightness:1.3,screenshot:0.75")  # fmt: skip
 PEER_BITS = 32
 
 
@@ -232,7 +232,8 @@ def main() -> None:
                         help="sizes rivaGan runs at (a 1920x1080 read takes ~90 s on a 2-core CPU)")
     parser.add_argument("--rivagan-images", type=int, default=2, help="images per size for rivaGan (slow)")
     parser.add_argument("--heldout", default=None, help="built held-out set (default: made in memory)")
-    parser.add_argument("--attacks", default=ATTACKS, help="ganprint.attacks levels (default: issue 20's)")
+    parser.add_argument("--attacks", default=None,
+                        help="ganprint.attacks levels (default: its ANY_SIZE_ATTACKS, issue 20's attacks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     parser.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
@@ -305,13 +306,15 @@ def main() -> None:
                                                "minutes": minutes}, indent=2))  # fmt: skip
 
 
-def known_attacks(spec: str) -> tuple[str, list[str]]:
-    """The levels of `spec` the registry has (as a spec), and the names it does not have."""
-    code = ("import sys; from ganprint.attacks import ATTACKS; "
-            "print(','.join(sorted(ATTACKS)))")  # fmt: skip
-    names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    registry = set(names.split(","))
-    items = [s.strip() for s in spec.split(",") if s.strip()]
+def known_attacks(spec: str | None) -> tuple[str, list[str]]:
+    """The levels of `spec` (default: the registry's ANY_SIZE_ATTACKS, else ATTACKS) that the registry
+    has, as a spec, and the ones it does not have. Asked in a child: the parent does not import torch."""
+    code = ("import ganprint.attacks as a; print(','.join(sorted(a.ATTACKS))); "
+            "print(getattr(a, 'ANY_SIZE_ATTACKS', ''))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    names, _, default = out.partition("\n")
+    registry = set(names.strip().split(","))
+    items = [s.strip() for s in (spec or default.strip() or ATTACKS).split(",") if s.strip()]
     return ",".join(i for i in items if i.split(":")[0] in registry), [i for i in items if i.split(":")[0] not in registry]
 
 
