@@ -368,9 +368,9 @@ def plan(count: int = 120, seed: int = 0) -> list[Item]:
 
 def build(output: str | os.PathLike, count: int = 120, seed: int = 0, progress: bool = True) -> list[Item]:
     """Write the set and its manifest.csv to `output` (files written whole: temp file + rename)."""
+    items = plan(count, seed)  # first: a missing package leaves nothing behind
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    items = plan(count, seed)
     for n, item in enumerate(items, 1):
         target = out / item.file
         if not target.exists():
