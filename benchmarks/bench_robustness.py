@@ -125,7 +125,8 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=40,
                         help="also measure the immunized codec with informed embedding, this many Adam steps per "
                              "image (codec/refine.py); the targets are judged on it. 0: without refinement only")
-    parser.add_argument("--count", type=int, default=1000, help="held-out photo crops besides the 64 samples")
+    parser.add_argument("--count", type=int, default=1000,
+                        help="held-out photo crops besides the 64 samples (with --heldout: crops of the set)")
     parser.add_argument("--heldout", default=None, metavar="DIR",
                         help="measure on the held-out set built by benchmarks/heldout_photos.py in DIR instead")
     parser.add_argument("--seed", type=int, default=0)
