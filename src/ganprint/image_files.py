@@ -42,7 +42,9 @@ from .io import atomic_path
 OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 DEFAULT_QUALITY = 90
 # Chroma subsampling of JPEG output: 4:4:4 keeps the colour residual at full resolution (PIL's
-# default, 4:2:0, halves it in both directions); measured by benchmarks/bench_jpeg_subsampling.py.
+# default, 4:2:0, halves it in both directions). benchmarks/bench_jpeg_subsampling.py with an early
+# codec-any snapshot (step 300), 4 held-out photos: bit accuracy 0.990 vs 0.985 at quality 90, 0.9925
+# vs 0.980 at 75, for files 1.25-1.29x larger; re-measure with the shipped model.
 JPEG_SUBSAMPLING = "4:4:4"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
