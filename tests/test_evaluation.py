@@ -397,3 +397,135 @@ def test_a_calibrated_decoder_gets_its_calibrated_null(tiny_model, tmp_path):
     assert row["bit_accuracy"] == base["bit_accuracy"]  # same images and bits ...
     assert row["threshold_bits"] == calibration.calibrated_threshold  # ... judged by the calibrated null
     assert row["p_value_median"] >= base["p_value_median"]  # which is never more optimistic
+
+
+# ------------------------------------------------------------------------------ native sizes
+@pytest.fixture(scope="module")
+def anysize_model(tmp_path_factory) -> Path:
+    from ganprint.codec.anysize import AnySizeConfig
+    from ganprint.codec.anysize_codec import AnySizeCodec
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models") / "anysize"
+    config = AnySizeConfig(fingerprint_length=16, working_resolution=64, tile=32, channels=8, message_channels=4)
+    AnySizeCodec(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def native_photos(tmp_path_factory) -> Path:
+    """Three built-in sample photos scaled to three different sizes and aspect ratios."""
+    from ganprint.data import open_source
+
+    folder = tmp_path_factory.mktemp("native")
+    samples = open_source("samples")
+    for i, size in enumerate([(160, 140), (200, 150), (150, 220)]):
+        samples.image(i).resize(size, Image.BICUBIC).save(folder / f"{i}.png")
+    return folder
+
+
+def test_anysize_codec_is_evaluated_at_native_size(anysize_model, native_photos):
+    from ganprint.codec.importing import load_codec
+    from ganprint.data import open_source, pil_to_tensor
+    from ganprint.evaluation.subjects import to_8bit
+
+    subject = codec_subject(str(anysize_model), str(native_photos), count=8)
+    assert subject.native
+    levels = parse_attack_levels("jpeg:75,crop_area:0.5,rescale:0.5") + parse_model_attack_levels("weight_noise:0")
+    result = run_grid([subject], levels, progress=False, examples=2)
+    assert [r["label"] for r in result.rows] == ["none", "jpeg:75", "crop_area:0.5", "rescale:0.5", "weight_noise:0"]
+    # by hand: each photo at its own size, its own fingerprint in order from the seed, rounded to 8 bits
+    codec = load_codec(str(anysize_model))
+    source = open_source(str(native_photos))
+    g = torch.Generator().manual_seed(0)
+    clean = [pil_to_tensor(source.image(i)) for i in range(3)]
+    bits = [torch.randint(0, 2, (16,), generator=g).float() for _ in clean]
+    marked = [to_8bit(codec.embed(x, b)) for x, b in zip(clean, bits)]
+    assert [tuple(m.shape[-2:]) for m in marked] == [(140, 160), (150, 200), (220, 150)]  # never resized
+    read = (codec.decode_logits(marked) > 0).float()
+    none = result.row("anysize", "none")
+    assert none["images"] == 3
+    assert none["bit_accuracy"] == pytest.approx((read == torch.stack(bits)).float().mean().item())
+    assert none["psnr_clean"] == pytest.approx(psnr(marked, clean).mean().item(), rel=1e-6)
+    assert none["ssim_clean"] == pytest.approx(ssim(marked, clean).mean().item(), rel=1e-6)
+    assert none["psnr_attack"] == 100.0 and 0 <= none["clean_bit_accuracy"] <= 1
+    crop = result.row("anysize", "crop_area:0.5")
+    cropped = [to_8bit(ATTACKS["crop_area"](m, 0.5)) for m in marked]
+    assert crop["bit_accuracy"] == pytest.approx(
+        ((codec.decode_logits(cropped) > 0).float() == torch.stack(bits)).float().mean().item())
+    assert crop["psnr_attack"] is None and crop["ssim_attack"] is None  # other sizes: no PSNR against the image
+    assert crop["psnr_clean"] == none["psnr_clean"]
+    assert 20 < result.row("anysize", "jpeg:75")["psnr_attack"] < 60
+    same = result.row("anysize", "weight_noise:0")  # the identity model attack embeds the same images again
+    assert same["bit_accuracy"] == none["bit_accuracy"] and same["psnr_attack"] == 100.0
+    thumbs = result.examples[("anysize", "rescale:0.5")]
+    assert len(thumbs) == 2 and all(t.dtype == torch.uint8 and t.shape[-2] == 96 for t in thumbs)
+    assert result.meta["subjects"][0]["native_size"] and result.meta["subjects"][0]["smallest"] == "160x140"
+
+
+def test_native_report_and_size_limits(anysize_model, native_photos, tmp_path):
+    subject = codec_subject(str(anysize_model), str(native_photos), count=2)
+    result = run_grid([subject, PixelSubject()], parse_attack_levels("rescale:0.5,webp:80"), progress=False)
+    # the fixed-size subject cannot read smaller images: skipped, and said so
+    assert result.row("pixels", "rescale:0.5") is None and result.row("pixels", "webp:80") is not None
+    assert result.meta["skipped"] == [{"model": "pixels", "label": "rescale:0.5",
+                                       "reason": "changes the image size; a fixed-resolution decoder reads one size only"}]
+    paths = write_report(result, tmp_path)
+    with Image.open(paths["bit_accuracy.png"]) as im:
+        assert im.width > 600
+    assert "rescale:0.5" in paths["report.html"].read_text()
+    rows = json.loads(paths["results.json"].read_text())["rows"]
+    assert next(r for r in rows if r["label"] == "rescale:0.5")["psnr_attack"] is None
+    # an attack that makes an image smaller than the codec reads: a clear error, not a made-up number
+    with pytest.raises(GanprintError, match=r"rescale:0\.25 makes 0\.png: 40x35 is too small.*leave out that attack level"):
+        run_grid([codec_subject(str(anysize_model), str(native_photos), count=2)], parse_attack_levels("rescale:0.25"),
+                 progress=False)  # fmt: skip
+
+
+def test_evaluate_anysize_codec_command(capsys, anysize_model, native_photos, tmp_path):
+    code, _, err = run(capsys, "evaluate", "--codec", anysize_model, "--output_dir", tmp_path / "a")
+    assert code == 1 and "any-size codec" in err and "--data" in err
+    code, out, err = run(capsys, "evaluate", "--codec", anysize_model, "--data", native_photos, "--output_dir",
+                         tmp_path / "b", "-q", "--attacks", "screenshot:0.75,crop_area_random:0.5")  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((tmp_path / "b" / "results.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["none", "screenshot:0.75", "crop_area_random:0.5"]
+    assert all(r["images"] == 3 for r in rows)
+    assert re.search(r"^crop_area_random:0\.5\s+[01]\.\d{3} / [01]\.\d\d", out, re.MULTILINE)
+
+
+def test_default_grids_of_the_evaluate_command():
+    from ganprint.attacks import ANY_SIZE_ATTACKS, FIXED_SIZE_ATTACKS
+    from ganprint.cli.evaluate import _attack_levels
+
+    fixed = _attack_levels((), allow_model=True)
+    assert [lv.label for lv in fixed if lv.kind == "image"] == [
+        lv.label for lv in parse_attack_levels(None, default=FIXED_SIZE_ATTACKS)]
+    assert [lv.label for lv in fixed if lv.kind == "model"] == [lv.label for lv in parse_model_attack_levels(
+        "weight_noise,quantize,prune")]  # fmt: skip
+    assert [lv.label for lv in _attack_levels((), allow_model=True, native=True)] == [
+        lv.label for lv in parse_attack_levels(ANY_SIZE_ATTACKS)]
+    assert len(_attack_levels(("all",), allow_model=False)) == len(parse_attack_levels("all"))
+
+
+def test_evaluate_folder_of_native_size_images(anysize_model, native_photos, tmp_path):
+    from ganprint.codec.importing import load_codec
+    from ganprint.data import open_source
+    from ganprint.evaluation.subjects import folder_subject
+    from ganprint.fingerprints import bits_to_str
+
+    codec = load_codec(str(anysize_model))
+    source = open_source(str(native_photos))
+    fp = (torch.rand(16, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    marked_dir = tmp_path / "marked"
+    marked_dir.mkdir()
+    for i in range(3):
+        codec.embed(source.image(i), fp).save(marked_dir / f"{i}.png")
+    subject = folder_subject(str(marked_dir), bits_to_str(fp), str(anysize_model))
+    assert subject.native
+    result = run_grid([subject], parse_attack_levels("crop_area:0.5"), progress=False)
+    none = result.row("marked", "none")
+    assert none["images"] == 3 and none["psnr_clean"] is None and none["clean_bit_accuracy"] is None
+    files = [Image.open(marked_dir / f"{i}.png") for i in range(3)]
+    expected = codec.detect(files, expected=fp).bit_accuracy.mean().item()
+    assert none["bit_accuracy"] == pytest.approx(expected)

@@ -12,15 +12,19 @@ from . import options as opt
 DEFAULT_MODEL_ATTACKS = "weight_noise,quantize,prune"  # finetune only on request: it trains
 
 
-def _attack_levels(specs: tuple[str, ...], allow_model: bool):
-    """Split --attacks items into image and model attack levels (default: all image attacks and, for
-    subjects with a network, the cheap model attacks)."""
-    from ..attacks import ATTACKS, parse_attack_levels, split_spec
+def _attack_levels(specs: tuple[str, ...], allow_model: bool, native: bool = False):
+    """Split --attacks items into image and model attack levels. Default: for fixed-resolution
+    subjects the fixed-size attacks and, for subjects with a network, the cheap model attacks; when a
+    subject works at native sizes (`native`), the attacks in the wild of issue 20. `all`: every image
+    attack (plus the cheap model attacks)."""
+    from ..attacks import ANY_SIZE_ATTACKS, ATTACKS, FIXED_SIZE_ATTACKS, parse_attack_levels, split_spec
     from ..model_attacks import MODEL_ATTACKS, parse_model_attack_levels
 
     items = split_spec(list(specs))
+    if not items and native:
+        return parse_attack_levels(ANY_SIZE_ATTACKS)
     if not items or items == ["all"]:
-        levels = parse_attack_levels(None)
+        levels = parse_attack_levels(None, default=None if items else FIXED_SIZE_ATTACKS)
         return levels + (parse_model_attack_levels(DEFAULT_MODEL_ATTACKS) if allow_model else [])
     image = [i for i in items if i.partition(":")[0].strip() not in MODEL_ATTACKS]
     model = [i for i in items if i.partition(":")[0].strip() in MODEL_ATTACKS]
@@ -63,8 +67,9 @@ def _common(f):
     for option in reversed([
         click.option("--attacks", "attack_specs", multiple=True, metavar="LIST",
                      help="Attack levels, comma separated: NAME (all its levels) or NAME:VALUE, e.g. "
-                     "'jpeg:75,noise,crop:0.9,quantize:8' [default: every image attack; plus weight_noise, "
-                     "quantize, prune for models]. See `ganprint attacks`."),
+                     "'jpeg:75,noise,crop:0.9,quantize:8', or 'all' [default: for any-size codecs the attacks in "
+                     "the wild (JPEG, WebP, rescale, area crops, rotation, colour, screenshot); otherwise the "
+                     "fixed-size image attacks plus weight_noise, quantize, prune for models]. See `ganprint attacks`."),
         opt.fpr,
         click.option("--examples", type=click.IntRange(0, 16), default=4, show_default=True,
                      help="Example images per model and attack level in the HTML report."),
@@ -84,8 +89,9 @@ def _common(f):
               help="Codec to evaluate (shipped name, model folder or original .pth); repeat to compare several.")
 @click.option("--scalable", "scalables", multiple=True, metavar="NAME|PATH",
               help="Scalable-fingerprinting network (model or run folder) to evaluate; repeatable.")
-@click.option("--data", default="samples", show_default=True, metavar="SPEC",
-              help="Clean images for codecs: folder, .zip, idx file, 'fashion-mnist[:test]' or 'samples'.")
+@click.option("--data", default=None, metavar="SPEC",
+              help="Clean images for codecs: folder, .zip, idx file, 'fashion-mnist[:test]' or 'samples' "
+                   "[default: samples; any-size codecs need it: images kept at their own sizes].")
 @click.option("--split", type=click.Choice(["all", "val"]), default="all", show_default=True,
               help="val: only the held-out split a codec trained on --data (default seed) never saw.")
 @click.option("--images", "count", type=click.IntRange(min=1), default=256, show_default=True,
@@ -106,6 +112,8 @@ def evaluate(ctx, codecs, scalables, data, split, count, refine_steps, output_di
     \b
     Examples:
       ganprint evaluate --codec codec-32 --output_dir rob/
+      ganprint evaluate --codec codec-any --data photos/ --images 64 --output_dir rob-any/
+      ganprint evaluate --codec codec-any --data photos/ --output_dir rob-any/ --attacks jpeg:75,rescale:0.5,crop_area:0.5
       ganprint evaluate --codec codec-32 --codec runs/00001-codec-ganprint-32px-100b/final \\
           --data photos/ --output_dir rob/ --attacks jpeg,noise,blur:1,crop:0.9,brightness:0.7,brightness:1.3
       ganprint evaluate --scalable runs/00002-scalable-cpu32 --output_dir rob-scalable/ --attacks noise,quantize:8
@@ -130,7 +138,7 @@ def evaluate(ctx, codecs, scalables, data, split, count, refine_steps, output_di
     from ..evaluation.subjects import codec_subject, scalable_subject, subject_name
 
     check_output_dir(output_dir, overwrite)
-    levels = _attack_levels(attack_specs, allow_model=True)
+    _attack_levels(attack_specs, allow_model=True)  # a bad --attacks fails before any model is loaded
     taken: set[str] = set()
     subjects = [
         codec_subject(spec, data, count, split, seed, device, batch_size, name=subject_name(spec, taken),
@@ -140,6 +148,7 @@ def evaluate(ctx, codecs, scalables, data, split, count, refine_steps, output_di
         scalable_subject(spec, count, seed, device=device, batch_size=min(batch_size, 64), name=subject_name(spec, taken))
         for spec in scalables
     ]  # fmt: skip
+    levels = _attack_levels(attack_specs, allow_model=True, native=any(s.native for s in subjects))
     result = run_grid(subjects, levels, false_positive_rate, seed, examples, progress=not quiet)
     _finish(result, output_dir, overwrite)
 
@@ -191,21 +200,24 @@ def gan(network, expected, decoder, output_dir, count, attack_specs, false_posit
 def folder(folder, expected, decoder, output_dir, count, strict, attack_specs, false_positive_rate, examples,
            batch_size, seed, overwrite, device, quiet) -> None:  # fmt: skip
     """Robustness of the fingerprints in a folder of images (e.g. a GAN's outputs, or images
-    fingerprinted by `ganprint codec embed`), read by a codec's decoder. Image attacks only.
+    fingerprinted by `ganprint codec embed`), read by a codec's decoder. Image attacks only; an
+    any-size codec reads (and the attacks hit) every image at its own size.
 
     \b
     Examples:
       ganprint evaluate folder marked/fingerprinted_images --expected marked/embedded_fingerprints.txt \\
           --output_dir rob-folder/
       ganprint evaluate folder gan_samples/ --expected 0x9f3c... --codec my-codec/ --output_dir rob-gan/
+      ganprint evaluate folder marked/fingerprinted_images --expected marked/ --codec codec-any --output_dir rob-any/
     """
     from ..evaluation.grid import run_grid
     from ..evaluation.report import check_output_dir
     from ..evaluation.subjects import folder_subject
 
     check_output_dir(output_dir, overwrite)
-    levels = _attack_levels(attack_specs, allow_model=False)
+    _attack_levels(attack_specs, allow_model=False)
     subject = folder_subject(folder, expected, decoder, count, device, batch_size, strict)
+    levels = _attack_levels(attack_specs, allow_model=False, native=subject.native)
     result = run_grid([subject], levels, false_positive_rate, seed, examples, progress=not quiet)
     _finish(result, output_dir, overwrite)
 

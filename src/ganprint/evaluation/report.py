@@ -141,15 +141,19 @@ def _png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def example_strip(images: torch.Tensor, min_side: int = 64) -> bytes:
-    """PNG of uint8 images (k,3,H,W) side by side, enlarged with nearest neighbours to >= min_side."""
-    k, _, h, w = images.shape
-    scale = max(1, math.ceil(min_side / h))
+def example_strip(images: torch.Tensor | list[torch.Tensor], min_side: int = 64) -> bytes:
+    """PNG of uint8 images (k,3,H,W), or a list of (3,H,W) of different sizes, side by side, top-aligned;
+    enlarged with nearest neighbours so that the smallest is >= min_side tall."""
+    scale = max(1, math.ceil(min_side / min(image.shape[-2] for image in images)))
     gap = 2
-    strip = Image.new("RGB", (k * (w * scale + gap) - gap, h * scale), (255, 255, 255))
-    for i, image in enumerate(images):
+    width = sum(image.shape[-1] * scale + gap for image in images) - gap
+    strip = Image.new("RGB", (width, max(image.shape[-2] for image in images) * scale), (255, 255, 255))
+    x = 0
+    for image in images:
+        h, w = image.shape[-2:]
         tile = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((w * scale, h * scale), Image.NEAREST)
-        strip.paste(tile, (i * (w * scale + gap), 0))
+        strip.paste(tile, (x, 0))
+        x += w * scale + gap
     buffer = io.BytesIO()
     strip.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -221,7 +225,8 @@ def render_html(result: GridResult, plots: dict[str, bytes], title: str) -> str:
         "fingerprinted at that false-positive rate. <b>clean FP</b>: the same for clean images under the same attack; "
         "it should stay near 0 (and clean bit accuracy near 0.5).</li>"
         "<li><b>PSNR/SSIM attack</b>: how much the attack changed the fingerprinted images (lower = harsher attack; "
-        "100 dB = unchanged). For model attacks: the attacked model's images against the original's.</li>"
+        "100 dB = unchanged; &ndash; when it changed their size). For model attacks: the attacked model's images "
+        "against the original's.</li>"
         "<li><b>PSNR/SSIM vs clean</b>: how visible the fingerprint is (fingerprinted vs clean image, codecs only).</li>"
         "</ul>"
     )
@@ -250,7 +255,8 @@ def render_html(result: GridResult, plots: dict[str, bytes], title: str) -> str:
     for name, png in plots.items():
         parts.append(f"<h3>{html.escape(name)}</h3><img class='plot' alt='{html.escape(name)}' src='{_png_data_uri(png)}'>")
     parts.append("<h2>Examples</h2><p class='note'>The first images of each model after each attack level "
-                 "(as the decoder saw them, 8-bit).</p>")  # fmt: skip
+                 "(as the decoder saw them, 8-bit; images at their native size as thumbnails "
+                 "96 px tall).</p>")  # fmt: skip
     groups: dict[str, list[str]] = {}
     for label in labels:
         groups.setdefault(label.split(":")[0], []).append(label)

@@ -9,6 +9,10 @@ Subjects:
   encoder (does an 8-bit or noisy deployment of it still embed?).
 - `FolderSubject`: images on disk with an expected-fingerprints file, read by a codec's decoder; no
   clean images and no model.
+- `AnySizeCodecSubject` and `NativeFolderSubject`: the same two for an any-size codec (`codec.any_size`):
+  images at their native sizes, never resized or cropped to a resolution. They cannot be stacked, and
+  a folder of 4K photos does not fit in memory: these subjects are `NativeSubject`s, which hand the
+  grid one image at a time (`images()`), and the grid attacks each image at its own size.
 - `GeneratorSubject`: any generator with a decoder: `generate(model)` returns (images, expected bits)
   for a fixed set of latents, so a model-attacked copy is compared image by image with the original.
   `scalable_subject` builds one from a scalable-fingerprinting network (ganprint.scalable);
@@ -20,16 +24,17 @@ Subjects:
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from ..codec.folders import EMBEDDED_FILE
-from ..data import iterate_batches, open_source, split_indices, unique_output_names
-from ..errors import GanprintError
+from ..data import iterate_batches, open_source, pil_to_tensor, split_indices, unique_output_names
+from ..errors import BadImageError, GanprintError
 from ..fingerprints import parse_fingerprint, read_fingerprint_file
 from ..detection import NullModel
 from ..model_attacks import FinetuneLoss
@@ -65,6 +70,7 @@ class Subject:
     kind: str
     fingerprint_length: int
     null: NullModel | None = None
+    native = False  # True: a NativeSubject (images of any size, one at a time)
 
     def sample(self, model: nn.Module | None = None) -> Sample:
         """The evaluation images; with `model`, made by that (attacked) copy of `attack_target()`."""
@@ -203,6 +209,168 @@ class GeneratorSubject(Subject):
         return {**super().describe(), **self.info}
 
 
+# ------------------------------------------------------------------------------- native sizes
+@dataclass
+class NativeImage:
+    """One image of a NativeSubject, at its own size."""
+
+    name: str
+    marked: torch.Tensor  # fingerprinted (3, H, W) in [0, 1], 8-bit levels, on the CPU
+    expected: torch.Tensor  # the fingerprint it should carry, (L,) 0/1
+    clean: torch.Tensor | None = None  # the same image without a fingerprint, when it exists
+
+
+class NativeSubject(Subject):
+    """Images of any size, handed to the grid one at a time (memory stays flat in their number),
+    read by an any-size codec's decoder. Subclasses implement `images()` (and `remark` for model
+    attacks)."""
+
+    native = True
+
+    def __init__(self, codec, name: str):
+        if codec.decoder is None:
+            raise GanprintError(f"{name}: this codec has no decoder")
+        self.codec, self.name = codec, name
+        self.fingerprint_length = codec.config.fingerprint_length
+        self.seen_sizes: list[tuple[int, int]] = []  # (H, W) of the images handed out, for describe()
+
+    def images(self) -> Iterator[NativeImage]:
+        raise NotImplementedError
+
+    def remark(self, image: NativeImage, model: nn.Module) -> torch.Tensor:
+        """The image fingerprinted by `model`, an attacked copy of `attack_target()` (model attacks)."""
+        raise NotImplementedError
+
+    def sample(self, model: nn.Module | None = None) -> Sample:
+        raise GanprintError(f"{self.name}: images of any size come one at a time (use images())")
+
+    def decode_logits(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Bit logits (N, L) of (3, H, W) images of any sizes."""
+        return self.codec.decode_logits(list(images))
+
+    def decoder_view(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, W, W): the image at the decoder's working resolution, which its texture check measures."""
+        from ..codec.anysize import to_working
+
+        return to_working(image.unsqueeze(0).float(), self.codec.config.working_resolution)[0]
+
+    def check_readable(self, image: torch.Tensor, what: str) -> None:
+        """A clear error when `image` is outside the sizes the codec reads (what: how it came to be)."""
+        from ..codec.anysize import check_image_size
+
+        h, w = image.shape[-2:]
+        try:
+            check_image_size(h, w, self.codec.config, what)
+        except GanprintError as exc:
+            raise GanprintError(f"{exc}: evaluate on larger images (--data) or leave out that attack level") from None
+
+    def _read(self, source, order: Sequence[int], strict: bool, limit: int | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, (3, H, W) float) of the source's images in `order`, at their own size; unreadable
+        images and sizes the codec does not read are skipped with a warning (an error if `strict`)."""
+        from ..codec.anysize import check_image_size
+
+        read = 0
+        for i in order:
+            if limit is not None and read >= limit:
+                break
+            name = source.names[i]
+            try:
+                image = pil_to_tensor(source.image(i))
+                check_image_size(image.shape[-2], image.shape[-1], self.codec.config, source.location(i))
+            except (BadImageError, GanprintError) as exc:
+                if strict:
+                    raise GanprintError(str(exc)) from None
+                print(f"warning: skipped {exc}", file=sys.stderr)
+                continue
+            read += 1
+            self.seen_sizes.append((int(image.shape[-2]), int(image.shape[-1])))
+            yield name, image
+        if read == 0:
+            raise GanprintError(f"{source.spec}: none of the {len(order)} images could be read at a size this codec "
+                                "reads")  # fmt: skip
+
+    def describe(self) -> dict:
+        sizes = self.seen_sizes
+        shape = {}
+        if sizes:
+            pixels = sorted(h * w for h, w in sizes)
+            shape = {"smallest": "{1}x{0}".format(*min(sizes, key=lambda s: s[0] * s[1])),
+                     "largest": "{1}x{0}".format(*max(sizes, key=lambda s: s[0] * s[1])),
+                     "median_megapixels": round(pixels[len(pixels) // 2] / 1e6, 3)}  # fmt: skip
+        return {**super().describe(), "native_size": True, "working_resolution": self.codec.config.working_resolution,
+                "images": len(sizes), **shape}  # fmt: skip
+
+
+class AnySizeCodecSubject(NativeSubject):
+    """An any-size codec on the images of `data` at their native sizes: each image gets its own random
+    fingerprint (drawn in order from `seed`), is embedded at its own size and rounded to 8 bits.
+    Model attacks perturb the encoder."""
+
+    kind = "codec"
+
+    def __init__(self, codec, data: str, name: str, count: int = 256, split: str = "all", seed: int = 0,
+                 strict: bool = False):  # fmt: skip
+        if codec.encoder is None:
+            raise GanprintError(f"{name}: evaluating a codec needs both its encoder and its decoder")
+        super().__init__(codec, name)
+        self.source = open_source(data)
+        self.data, self.count, self.seed, self.strict = data, count, seed, strict
+        n = len(self.source)
+        if split == "val":
+            self.order = split_indices(n)[1]
+        elif split == "train":
+            self.order = split_indices(n)[0]
+        elif split == "all":
+            self.order = list(range(n))
+        else:
+            raise GanprintError(f"unknown split {split!r}; choose all, val or train")
+
+    def _mark(self, encoder: nn.Module, clean: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        from ..codec.anysize import to_native, to_working
+
+        h, w = clean.shape[-2:]
+        x = clean.unsqueeze(0).to(self.codec.device)
+        with torch.inference_mode():
+            r = encoder(to_working(x, self.codec.config.working_resolution), bits.view(1, -1).to(x.device))
+            marked = (x + to_native(r, h, w)).clamp(0, 1)[0].cpu()
+        return to_8bit(marked)
+
+    def images(self) -> Iterator[NativeImage]:
+        self.seen_sizes = []
+        g = torch.Generator().manual_seed(self.seed)
+        for name, clean in self._read(self.source, self.order, self.strict, self.count):
+            bits = torch.randint(0, 2, (self.fingerprint_length,), generator=g).float()
+            marked = to_8bit(self.codec.embed(clean, bits).cpu())
+            yield NativeImage(name, marked, bits, clean)
+
+    def remark(self, image: NativeImage, model: nn.Module) -> torch.Tensor:
+        model.eval()
+        return self._mark(model, image.clean, image.expected)
+
+    def attack_target(self) -> nn.Module:
+        return self.codec.encoder
+
+    def describe(self) -> dict:
+        return {**super().describe(), "data": self.data}
+
+
+class NativeFolderSubject(NativeSubject):
+    """Fingerprinted images on disk at their own sizes with expected fingerprints, read by an any-size
+    codec; no clean images, no model."""
+
+    kind = "folder"
+
+    def __init__(self, codec, source, order: Sequence[int], expected: Callable[[str], torch.Tensor], name: str,
+                 strict: bool = False):  # fmt: skip
+        super().__init__(codec, name)
+        self.source, self.order, self.expected, self.strict = source, list(order), expected, strict
+
+    def images(self) -> Iterator[NativeImage]:
+        self.seen_sizes = []
+        for name, image in self._read(self.source, self.order, self.strict):
+            yield NativeImage(name, to_8bit(image), self.expected(name), None)
+
+
 # ---------------------------------------------------------------------------------------- loaders
 def subject_name(spec: str | os.PathLike, taken: set[str] | None = None) -> str:
     """A short, unique display name for a model given by name or path (`run/final` -> `run/final`)."""
@@ -239,16 +407,28 @@ def load_images(spec: str, resolution: int, count: int, split: str = "all", batc
     return names, torch.cat(batches)
 
 
-def codec_subject(spec: str, data: str, count: int = 256, split: str = "all", seed: int = 0,
+def codec_subject(spec: str, data: str | None, count: int = 256, split: str = "all", seed: int = 0,
                   device: str = "cpu", batch_size: int = 256, name: str | None = None,
                   finetune_count: int = 256, refine_steps: int = 0) -> CodecSubject:  # fmt: skip
     """A codec (shipped name, folder or original .pth) evaluated on images of `data`. Images for the
     `finetune` attack come from the other split (the training split when `split="val"`).
-    `refine_steps`: informed embedding after the encoder (codec/refine.py)."""
+    `refine_steps`: informed embedding after the encoder (codec/refine.py). An any-size codec gets an
+    AnySizeCodecSubject: the images at their native sizes. `data` None: the built-in samples (64 px
+    crops; fixed-resolution codecs only)."""
     from ..codec.importing import load_codec
     from ..decoders import describe_codec
 
     codec = load_codec(spec, device=device)
+    if getattr(codec, "any_size", False):
+        if refine_steps:
+            raise GanprintError(f"{spec}: informed embedding (--refine-steps) is for fixed-resolution codecs")
+        if data is None:
+            raise GanprintError(f"{spec} is an any-size codec: give images to evaluate it on at their own sizes with "
+                                "--data DIR (the built-in samples are 64 px crops)")  # fmt: skip
+        subject = AnySizeCodecSubject(codec, data, name or subject_name(spec), count, split, seed)
+        subject.null = calibrated_null(describe_codec(spec, codec))
+        return subject
+    data = "samples" if data is None else data
     r = codec.config.resolution
     _, images = load_images(data, r, count, split, batch_size)
     if split == "val":
@@ -266,7 +446,8 @@ def folder_subject(folder: str, expected: str, decoder_spec: str | None = None, 
                    name: str | None = None) -> FolderSubject:  # fmt: skip
     """Images of `folder` with expected fingerprints: an embedded_fingerprints.txt (names as written
     by `ganprint codec embed`, i.e. flattened `.png` names), its folder, or one bits/hex fingerprint
-    for all images. Read by a codec's decoder (default: the shipped codec)."""
+    for all images. Read by a codec's decoder (default: the shipped codec); an any-size codec reads
+    them at their native sizes (a NativeFolderSubject)."""
     from ..codec.importing import load_codec
     from ..decoders import describe_codec
     from ..pretrained import DEFAULT_CODEC
@@ -292,6 +473,11 @@ def folder_subject(folder: str, expected: str, decoder_spec: str | None = None, 
     if not keep:
         raise GanprintError(f"{expected}: none of the images of {folder} has an expected fingerprint")
     keep = keep[:count] if count else keep
+    if getattr(codec, "any_size", False):
+        subject = NativeFolderSubject(codec, source, keep, lambda n: lookup(n).float(), name or subject_name(folder),
+                                      strict)  # fmt: skip
+        subject.null = calibrated_null(describe_codec(decoder_spec, codec))
+        return subject
     names, batches = [], []
     for batch_names, images in iterate_batches(source, r, batch_size, strict=strict, order=keep):
         names += batch_names
@@ -368,11 +554,11 @@ def gan_subject(spec: str, expected: str, decoder_spec: str | None = None, count
     from ..codec.importing import load_codec
     from ..decoders import describe_codec
     from ..gan.network import GanNetwork
-    from ..pretrained import DEFAULT_CODEC
+    from ..pretrained import default_codec
 
-    decoder_spec = decoder_spec or DEFAULT_CODEC
-    codec = load_codec(decoder_spec, device=device)
     net = GanNetwork.from_pretrained(spec, device=device)
+    decoder_spec = decoder_spec or default_codec(net.config.resolution)
+    codec = load_codec(decoder_spec, device=device)
     if net.config.resolution != codec.config.resolution:
         raise GanprintError(f"{spec}: makes {net.config.resolution} px images; the codec {decoder_spec} reads "
                             f"{codec.config.resolution} px")  # fmt: skip
