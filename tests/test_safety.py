@@ -234,18 +234,19 @@ def test_a_symlink_out_of_the_folder_is_not_followed_and_a_warning_names_it(tmp_
 
 def test_follow_links_on_the_command_line(tmp_path, run_cli, registry):
     inner = _folder_with_links(tmp_path)
-    code, out, err = run_cli("attribute", "--registry", registry, "-q", inner)
+    code, out, err = run_cli("attribute", "--registry", registry, "--model", "codec-32", "-q", inner)
     assert code == 3 and "up" not in out and "far.png" not in out and "not following 2 symlink(s)" in err
-    code, out, err = run_cli("attribute", "--registry", registry, "-q", "--follow-links", inner)
+    code, out, err = run_cli("attribute", "--registry", registry, "--model", "codec-32", "-q", "--follow-links", inner)
     assert code == 3 and "inner/up/photo-0.png" in out and "inner/far.png" in out and "not following" not in err
-    code, out, err = run_cli("codec", "embed", "--data_dir", inner, "--output_dir", tmp_path / "out", "-q")
+    code, out, err = run_cli("codec", "embed", "--model", "codec-32", "--data_dir", inner, "--output_dir",
+                             tmp_path / "out", "-q")  # fmt: skip
     assert code == 0 and sorted(os.listdir(tmp_path / "out" / "fingerprinted_images")) == ["photo-0.png",
                                                                                            "photo-1.png"]
     # the next command starts without --follow-links again
-    code, out, err = run_cli("codec", "embed", "--data_dir", inner, "--output_dir", tmp_path / "out2", "-q",
+    code, out, err = run_cli("codec", "embed", "--model", "codec-32", "--data_dir", inner, "--output_dir", tmp_path / "out2", "-q",
                              "--follow-links")  # fmt: skip
     assert code == 0 and len(os.listdir(tmp_path / "out2" / "fingerprinted_images")) == 4
-    run_cli("codec", "embed", "--data_dir", inner, "--output_dir", tmp_path / "out3", "-q")
+    run_cli("codec", "embed", "--model", "codec-32", "--data_dir", inner, "--output_dir", tmp_path / "out3", "-q")
     assert len(os.listdir(tmp_path / "out3" / "fingerprinted_images")) == 2
 
 
@@ -266,7 +267,8 @@ def test_fpr_must_be_a_rate(rate, tmp_path, run_cli, registry):
 
 
 def test_fpr_one_is_accepted(tmp_path, run_cli, registry):
-    code, _, err = run_cli("attribute", "--registry", registry, "--fpr", "1", _samples(tmp_path / "in", 1))
+    code, _, err = run_cli("attribute", "--registry", registry, "--model", "codec-32", "--fpr", "1",
+                           _samples(tmp_path / "in", 1))  # fmt: skip
     assert code in (0, 3) and "error" not in err
 
 
