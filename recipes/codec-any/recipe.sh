@@ -3,7 +3,7 @@
 # Run from the project root as root (apt-get) in an environment where ganprint is installed with its
 # [assets] extra (`pip install -e ".[assets]"`). Resumable: run it again after an interruption and each
 # stage continues from its last checkpoint (every 100 steps). Wall time on this project's 2-core CPU:
-# stage 1 about 16 minutes, stage 2 about 23 minutes, calibration 2 minutes (docs/codec-design.md).
+# stage 1 about 16 minutes, stage 2 about 14 minutes, calibration a few minutes (docs/codec-design.md).
 set -euo pipefail
 work=${1:-runs/codec-any-recipe}
 mkdir -p "$work"
@@ -37,7 +37,7 @@ stage1=$(train_stage stage1 --arch conv --init codec-32-immunized --channels 64 
 # Stage 2: on from stage 1 without that loss, attacks at full strength, a lower learning rate.
 stage2=$(train_stage stage2 --arch conv --init "$stage1/final" --channels 64 --message-channels 8 \
     --start-rms 0.012 --residual-rms 0.0075 --anneal-accuracy 0.92 --augment-ramp 1 --lr 2e-4 \
-    --sync-weight 0 --batch-size 10 --steps "${STEPS:-1000}" --snapshot-every 100 --seed 0)
+    --sync-weight 0 --batch-size 10 --steps 600 --snapshot-every 100 --seed 0)
 rm -rf src/ganprint/assets/models/codec-any
 cp -r "$stage2/final" src/ganprint/assets/models/codec-any
 echo "shipped $stage2/final as codec-any"

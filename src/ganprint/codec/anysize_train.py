@@ -260,7 +260,8 @@ def load_initial_weights(codec: AnySizeCodec, init: str) -> None:
 
     start = load_codec(init)
     if is_anysize_model(init):
-        same = start.config.to_dict() | {"residual_rms": 0} == codec.config.to_dict() | {"residual_rms": 0}
+        settings = {"residual_rms": 0, "search_null": None, "canonical_bonus": 0}  # not weights
+        same = start.config.to_dict() | settings == codec.config.to_dict() | settings
     else:
         c = start.config
         same = (codec.config.arch == "conv" and c.arch == "ganprint" and c.resolution == codec.config.tile
