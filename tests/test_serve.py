@@ -116,7 +116,7 @@ def test_attribute_gives_the_verdicts_and_fields_of_the_cli(client, world, run_c
     assert verdicts == {"m0.png": ("attributed", "acme-gan"), "m1.png": ("attributed", "acme-gan"),
                         "c0.png": ("not-fingerprinted", None), "c1.png": ("not-fingerprinted", None)}  # fmt: skip
     # the same files through `ganprint attribute --jsonl`: the same records, field for field
-    code, out, _ = run_cli("attribute", "--registry", world["db"], "--jsonl", "-q",
+    code, out, _ = run_cli("attribute", "--registry", world["db"], "--model", "codec-32", "--jsonl", "-q",
                            world["root"] / "marked.png", world["root"] / "clean.png")  # fmt: skip
     assert code == 0
     cli = {os.path.basename(rec["name"]): rec for rec in map(json.loads, out.splitlines())}
@@ -411,7 +411,8 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(world):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", "from ganprint.cli import main; main()", "serve", "--registry", world["db"],
-         "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--host", "127.0.0.1", "--port", str(port), "--model", "codec-32"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
