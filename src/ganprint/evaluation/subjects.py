@@ -554,10 +554,11 @@ def gan_subject(spec: str, expected: str, decoder_spec: str | None = None, count
     from ..codec.importing import load_codec
     from ..decoders import describe_codec
     from ..gan.network import GanNetwork
-    from ..pretrained import default_codec
+    from ..pretrained import CODEC_32, FIXED_RESOLUTION_CODECS
 
     net = GanNetwork.from_pretrained(spec, device=device)
-    decoder_spec = decoder_spec or default_codec(net.config.resolution)
+    # the shipped codec of the GAN's resolution (else codec-32, and the check below says why not)
+    decoder_spec = decoder_spec or FIXED_RESOLUTION_CODECS.get(net.config.resolution, CODEC_32)
     codec = load_codec(decoder_spec, device=device)
     if net.config.resolution != codec.config.resolution:
         raise GanprintError(f"{spec}: makes {net.config.resolution} px images; the codec {decoder_spec} reads "
