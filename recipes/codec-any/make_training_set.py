@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("output", type=Path)
     parser.add_argument("--max-side", type=int, default=2048)
     parser.add_argument("--calibration", type=Path, default=None, help="also write clean crops here")
-    parser.add_argument("--crops", type=int, default=2000, help="how many calibration crops")
+    parser.add_argument("--crops", type=int, default=1000, help="how many calibration crops")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     photos = []

@@ -41,5 +41,5 @@ stage2=$(train_stage stage2 --arch conv --init "$stage1/final" --channels 64 --m
 rm -rf src/ganprint/assets/models/codec-any
 cp -r "$stage2/final" src/ganprint/assets/models/codec-any
 echo "shipped $stage2/final as codec-any"
-# Calibrate on 2,000 clean crops of the training photos (many sizes): per-bit bias -> calibrated threshold.
+# Calibrate on 1,000 clean crops of the training photos (many sizes): per-bit bias -> calibrated threshold.
 ganprint calibrate --model src/ganprint/assets/models/codec-any --data_dir "$work/calibration" -q --overwrite

@@ -20,6 +20,8 @@ from ..image_modes import marked_like, rgb_for_marking
 from ..pretrained import resolve_model_dir
 from .anysize import KIND, AnySizeConfig, FoldingDecoder, build_encoder, check_image_size, to_native, to_working
 
+SUBCELL_SHIFTS = (0, 2, 4, 6)  # px moves of the reduced views (the decoder's cells are 8 px)
+
 Images = torch.Tensor | Image.Image | Sequence[Image.Image] | Sequence[torch.Tensor]
 
 
@@ -109,11 +111,18 @@ class AnySizeCodec(nn.Module):
             return out[0]
         return torch.stack(out) if kind == "tensor" else out
 
-    def working_views(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """The image at each working size the decoder tries (crops magnify the tile grid)."""
+    def working_views(self, image: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """[(scale index, view)]: the image at each working size the decoder tries (a crop magnifies the
+        tile grid); below full size also moved by 2, 4 and 6 px down and right, since a crop rarely
+        starts on the grid of the decoder's 8 px cells (a crop keeping half the area, centred: 0.65
+        at the best cell shift unmoved, 0.97 moved by 6 px). The first view is the uncropped reading."""
         w = self.config.working_resolution
         base = to_working(image, w)
-        return [base if s == 1 else to_working(base, max(2 * 8, round(w * s))) for s in self.config.scales]
+        views = [(0, base)]
+        for k, s in enumerate(self.config.scales[1:], start=1):
+            view = to_working(base, max(2 * 8, round(w * s)))
+            views += [(k, view[..., dy:, dx:]) for dy in SUBCELL_SHIFTS for dx in SUBCELL_SHIFTS]
+        return views
 
     def decode_logits(self, images: Images) -> torch.Tensor:
         """Raw bit logits (N, L) on the CPU; bit = logit > 0. For each image, the scale and tile shift
@@ -129,37 +138,39 @@ class AnySizeCodec(nn.Module):
         self.decoder.eval()
         views = [self.working_views(self._tensor(item, i)) for i, item in enumerate(items)]
         candidates = []
-        for k in range(len(self.config.scales)):
-            batch = torch.cat([v[k] for v in views])
+        for j in range(len(views[0])):  # the same views, in the same order, for every image
+            batch = torch.cat([v[j][1] for v in views])
             candidates.append(self.decoder.read_all_shifts(self.decoder.fold(batch)))
-        logits = torch.cat(candidates, dim=1)  # (N, scales * shifts, L)
+        logits = torch.cat(candidates, dim=1)  # (N, views * shifts, L)
         if not torch.isfinite(logits).all():
             raise GanprintError("the decoder produced non-finite values: the model is broken")
         best = self.search_scores(logits).argmax(1)
-        return logits[torch.arange(logits.shape[0]), best].cpu(), torch.cat([v[0] for v in views]).cpu()
+        return logits[torch.arange(logits.shape[0]), best].cpu(), torch.cat([v[0][1] for v in views]).cpu()
 
     def search_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, scales * shifts): how much each reading stands out. Its confidence (mean |logit|) in stds
         above what that scale reads on clean images, the uncropped reading given `canonical_bonus`.
         Nothing here looks at a fingerprint: on an unmarked image the kept bits stay fair coins."""
-        n, k, _ = logits.shape
         confidence = logits.abs().mean(-1)
         if self.config.search_null is None:
             return confidence
         null = torch.tensor(self.config.search_null, dtype=confidence.dtype, device=confidence.device)
-        per_scale = k // len(self.config.scales)
-        mean, std = null[:, 0].repeat_interleave(per_scale), null[:, 1].repeat_interleave(per_scale)
-        scores = (confidence - mean) / std
+        scale = self.reading_scales().to(confidence.device)
+        scores = (confidence - null[scale, 0]) / null[scale, 1]
         scores[:, 0] += self.config.canonical_bonus
         return scores
+
+    def reading_scales(self) -> torch.Tensor:
+        """The scale index of each reading `_read` makes: per view, one per tile shift."""
+        views = [0] + [k for k in range(1, len(self.config.scales)) for _ in range(len(SUBCELL_SHIFTS) ** 2)]
+        return torch.tensor(views).repeat_interleave(self.decoder.cells**2)
 
     @torch.inference_mode()
     def measure_search_null(self, images: Sequence[torch.Tensor]) -> tuple[tuple[float, float], ...]:
         """Mean and std of each scale's reading confidence on clean images (for `search_null`)."""
         per_scale: list[list[torch.Tensor]] = [[] for _ in self.config.scales]
         for image in images:
-            views = self.working_views(image.unsqueeze(0).to(self.device))
-            for k, view in enumerate(views):
+            for k, view in self.working_views(image.unsqueeze(0).to(self.device)):
                 per_scale[k].append(self.decoder.read_all_shifts(self.decoder.fold(view)).abs().mean(-1).flatten())
         stats = [torch.cat(c) for c in per_scale]
         return tuple((round(c.mean().item(), 5), round(c.std().item(), 5)) for c in stats)
