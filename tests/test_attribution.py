@@ -297,6 +297,6 @@ def test_attribute_verb_with_the_shipped_codec(tmp_path):
     marked = torch.cat([codec.embed(clean[:4], ganprint.parse_fingerprint(a.bit_string)),
                         codec.embed(clean[4:], ganprint.parse_fingerprint(b.bit_string))])  # fmt: skip
     marked = (marked * 255).round() / 255  # as saved in a PNG
-    got = ganprint.attribute(torch.cat([marked, clean]), db)
+    got = ganprint.attribute(torch.cat([marked, clean]), db, model="codec-32")
     assert [r.model for r in got] == ["model-a"] * 4 + ["model-b"] * 4 + [None] * 8
     assert all(r.verdict == "not-fingerprinted" for r in got[8:])

@@ -132,10 +132,12 @@ def test_a_flat_image_gets_no_verdict(codec):
 def test_search_scores_follow_the_clean_yardstick_and_favour_the_uncropped_reading(codec):
     import dataclasses
 
-    logits = torch.zeros(1, 5 * 16, 24)
-    logits[0, 16 * 4 + 3] = 2.0  # a reading at scale 0.5, confidence 2
+    scales = codec.reading_scales()  # scale index of every reading
+    logits = torch.zeros(1, len(scales), 24)
+    half = int((scales == 4).nonzero()[3])  # a reading at scale 0.5, confidence 2
+    logits[0, half] = 2.0
     logits[0, 0] = 1.0  # the uncropped one, confidence 1
-    assert codec.search_scores(logits).argmax().item() == 16 * 4 + 3  # raw confidence without a yardstick
+    assert codec.search_scores(logits).argmax().item() == half  # raw confidence without a yardstick
     null = ((0.5, 0.25),) * 4 + ((2.0, 0.5),)  # scale 0.5 reads 2.0 on clean images anyway
     try:
         codec.config = dataclasses.replace(codec.config, search_null=null, canonical_bonus=0.0)
