@@ -58,6 +58,21 @@ def parse_fingerprint(text: str, length: int | None = None) -> torch.Tensor:
     raise GanprintError(f"fingerprint {text!r} is neither a 0/1 string nor hexadecimal")
 
 
+def fingerprint_batch(fingerprints, count: int, length: int) -> torch.Tensor:
+    """(count, length) 0/1 floats from one fingerprint (bits or a bits/hex string) for every image, or
+    one per image (count, length); a GanprintError for anything else."""
+    if isinstance(fingerprints, str):
+        fingerprints = parse_fingerprint(fingerprints, length)
+    bits = torch.as_tensor(fingerprints, dtype=torch.float32)
+    if bits.ndim == 1:
+        bits = bits.unsqueeze(0).expand(count, -1)
+    if bits.shape != (count, length):
+        raise GanprintError(f"expected {count} fingerprints of {length} bits, got shape {tuple(bits.shape)}")
+    if not torch.all((bits == 0) | (bits == 1)):
+        raise GanprintError("fingerprint bits must be 0 or 1")
+    return bits
+
+
 def bits_to_str(bits: torch.Tensor) -> str:
     """A 1-D tensor of bits as '0101...'."""
     return "".join("1" if v > 0.5 else "0" for v in bits.tolist())

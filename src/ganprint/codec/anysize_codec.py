@@ -15,7 +15,7 @@ from .. import checkpoint
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult
 from ..device import resolve_device
 from ..errors import GanprintError
-from ..fingerprints import parse_fingerprint
+from ..fingerprints import fingerprint_batch, parse_fingerprint
 from ..image_modes import marked_like, rgb_for_marking
 from ..pretrained import resolve_model_dir
 from .anysize import KIND, AnySizeConfig, FoldingDecoder, build_encoder, check_image_size, to_native, to_working
@@ -72,17 +72,7 @@ class AnySizeCodec(nn.Module):
         return t.to(self.device, torch.float32).unsqueeze(0)
 
     def _as_bits(self, fingerprints, count: int) -> torch.Tensor:
-        length = self.config.fingerprint_length
-        if isinstance(fingerprints, str):
-            fingerprints = parse_fingerprint(fingerprints, length)
-        bits = torch.as_tensor(fingerprints, dtype=torch.float32)
-        if bits.ndim == 1:
-            bits = bits.unsqueeze(0).expand(count, -1)
-        if bits.shape != (count, length):
-            raise GanprintError(f"expected {count} fingerprints of {length} bits, got shape {tuple(bits.shape)}")
-        if not torch.all((bits == 0) | (bits == 1)):
-            raise GanprintError("fingerprint bits must be 0 or 1")
-        return bits.to(self.device)
+        return fingerprint_batch(fingerprints, count, self.config.fingerprint_length).to(self.device)
 
     # -------------------------------------------------------------------------------- the verbs
     @torch.inference_mode()

@@ -20,7 +20,7 @@ from ..data import pil_to_tensor, preprocess, tensor_to_pil, to_rgb
 from ..device import resolve_device
 from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult, check_finite
 from ..errors import GanprintError
-from ..fingerprints import parse_fingerprint
+from ..fingerprints import fingerprint_batch, parse_fingerprint
 from ..pretrained import resolve_model_dir
 from .config import CodecConfig
 from .networks import ConvDecoder, ResidualEncoder
@@ -85,17 +85,7 @@ class FingerprintCodec(nn.Module):
         return batch.to(self.device, torch.float32), kind
 
     def _as_bits(self, fingerprints, count: int) -> torch.Tensor:
-        length = self.config.fingerprint_length
-        if isinstance(fingerprints, str):
-            fingerprints = parse_fingerprint(fingerprints, length)
-        bits = torch.as_tensor(fingerprints, dtype=torch.float32)
-        if bits.ndim == 1:
-            bits = bits.unsqueeze(0).expand(count, -1)
-        if bits.shape != (count, length):
-            raise GanprintError(f"expected {count} fingerprints of {length} bits, got shape {tuple(bits.shape)}")
-        if not torch.all((bits == 0) | (bits == 1)):
-            raise GanprintError("fingerprint bits must be 0 or 1")
-        return bits.to(self.device)
+        return fingerprint_batch(fingerprints, count, self.config.fingerprint_length).to(self.device)
 
     # -------------------------------------------------------------------------------- the verbs
     def embed(self, images: Images, fingerprints, batch_size: int = 256, strength: float | None = None,
