@@ -4,11 +4,14 @@ Each step takes B crops of one native size S (drawn per step) from a pool of pho
 several scales, fingerprints them the way `AnySizeCodec.embed` does (resize to W, residual, resize
 back, add, round to 8 bits), then attacks them as the world does, at native size:
     rotation (a few degrees) -> crop (any position, 20-100% of the area) -> downscale (to 25-100%)
-    -> one of noise / blur / JPEG / brightness / contrast / saturation (ganprint.augment, ramped in)
+    -> one of noise / blur / brightness / contrast / saturation (ganprint.augment)
+    -> real JPEG or WebP at quality 40-95 (straight-through: exact forward, identity backward)
 and reads them at the working size a crop calls for (W * crop side, jittered by +-9%: the spacing of
-the decoder's scale search), with the tile grid's shift known from the crop position. The loss is
-BCE on the bits; image fidelity is fixed by construction (the residual's RMS), which the
-FidelitySchedule anneals from loud to the target as accuracy allows.
+the decoder's scale search), with the tile grid's shift known from the crop position. The attacks
+start once the clean bits are read (smoothed accuracy `attack_accuracy`) and ramp in. The loss is
+BCE on the bits, plus (`sync_weight`) the squared logits of readings at a wrong shift or scale; image
+fidelity is fixed by construction (the residual's RMS), which the FidelitySchedule anneals from loud
+to the target as accuracy allows.
 All randomness comes from generators seeded by (seed, step), so a resumed run continues exactly.
 """
 
