@@ -197,13 +197,14 @@ def _shipped(name: str) -> bool:
 @pytest.mark.skipif(not _shipped("codec-any"), reason="codec-any (the shipped any-size model) is still being "
                     "trained; it lands in src/ganprint/assets/models/codec-any/")  # fmt: skip
 def test_shipped_codec_reads_its_fingerprint_back_from_pngs_of_any_size(tmp_path, capsys):
-    from skimage import data as photos
+    from ganprint.demo import demo_photos
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    Image.fromarray(photos.astronaut()).save(folder / "astronaut.png")  # 512x512
-    Image.fromarray(photos.coffee()).save(folder / "coffee.jpg", quality=95)  # 600x400
-    Image.fromarray(photos.chelsea()).crop((0, 0, 300, 200)).save(folder / "cat.png")
+    (_, astronaut), (_, coffee) = demo_photos()
+    astronaut.save(folder / "astronaut.png")  # 512x512
+    coffee.save(folder / "coffee.jpg", quality=95)  # 600x400
+    coffee.crop((0, 0, 300, 200)).save(folder / "cat.png")
     out, det = tmp_path / "marked", tmp_path / "det"
     assert cli_exit_code(["codec", "embed", "--model", "codec-any", "--data_dir", folder, "--output_dir", out,
                           "--quiet"]) == 0  # fmt: skip
@@ -218,13 +219,13 @@ def test_shipped_codec_reads_its_fingerprint_back_from_pngs_of_any_size(tmp_path
 @pytest.mark.xfail(strict=True, reason="codec-any reads colour: a residual averaged to grey loses the fingerprint "
                    "(bit accuracy 0.51 on this crop; 0.99 marked in RGB); greyscale needs a grey-aware encoder")  # fmt: skip
 def test_shipped_codec_reads_its_fingerprint_back_from_a_greyscale_image():
-    from skimage import data as photos
+    from ganprint.demo import demo_photos
 
     from ganprint.codec.importing import load_codec
 
     codec = load_codec("codec-any")
     bits = torch.randint(0, 2, (codec.config.fingerprint_length,), generator=torch.Generator().manual_seed(0)).float()
-    grey = Image.fromarray(photos.chelsea()).crop((0, 0, 300, 200)).convert("L")
+    grey = demo_photos()[1][1].crop((0, 0, 300, 200)).convert("L")
     marked = codec.embed(grey, bits)
     assert marked.mode == "L"
     assert float(((codec.decode_logits([marked])[0] > 0).float() == bits).float().mean()) > 0.9
