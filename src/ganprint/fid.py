@@ -198,7 +198,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _as_float(images: torch.Tensor) -> torch.Tensor:
+def as_unit_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1 or 3, H, W) uint8 or float -> float RGB in [0, 1], clamped as a saved image would be."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images (B, 1 or 3, H, W), got shape {tuple(images.shape)}")
     if images.dtype == torch.uint8:
@@ -223,7 +224,7 @@ def _iterate_features(
                     break
                 if limit is not None:
                     batch = batch[: limit - seen]
-                x = _as_float(batch).to(device)
+                x = as_unit_rgb(batch).to(device)
                 feats = network(x).double().cpu().numpy()
                 seen += len(feats)
                 bar.update(len(feats))
