@@ -107,6 +107,32 @@ def test_decoding_both_codes_through_8_bits_resumes_exactly_and_changes_training
         assert any(not torch.equal(plain[k], other[k]) for k in plain), name
 
 
+def test_code_grad_scope_code_keeps_the_code_loss_off_the_content_parameters(blobs, tmp_path):
+    from ganprint.scalable.train import code_parameters
+
+    G = ScalableNetwork(ScalableConfig(**TINY_NET)).G
+    code = {id(p) for p in code_parameters(G)}
+    names = {n for n, p in G.named_parameters() if id(p) in code}
+    assert names and all(n.startswith("mapping.") or ".affine." in n for n in names)
+    assert any("conv" in n and "weight" in n for n, p in G.named_parameters() if id(p) not in code)
+
+    def generator_after_one_step(name, scope, weight):  # G's weights after one step (Adam's first update)
+        run = train_scalable(options(blobs, tmp_path / name, code_grad_scope=scope, c_reconstruction_weight=weight,
+                                     total_kimg=0.004, snapshot_kimg=0.004))  # fmt: skip
+        return {k[2:]: v for k, v in checkpoint_tensors(run)[0].items() if k.startswith("G.")}
+
+    def differs(a, b, keys):
+        return {k for k in keys if not torch.equal(a[k], b[k])}
+
+    content = {n for n, _ in G.named_parameters()} - names
+    scoped = generator_after_one_step("scoped", "code", 10.0), generator_after_one_step("scoped0", "code", 0.0)
+    full = generator_after_one_step("full", "all", 10.0), generator_after_one_step("full0", "all", 0.0)
+    assert not differs(*scoped, content) and differs(*scoped, names)  # the code loss moved only mapping + affines
+    assert differs(*full, content)  # the paper's loss moves the content parameters too
+    with pytest.raises(GanprintError, match="code_grad_scope"):
+        train_scalable(options(blobs, tmp_path / "bad", code_grad_scope="some"))
+
+
 def test_runs_from_before_the_decoding_options_resume_as_they_were(blobs, tmp_path):
     run = train_scalable(options(blobs, tmp_path, decode_both=True, decode_uint8=True))
     saved = json.loads((run / "options.json").read_text())

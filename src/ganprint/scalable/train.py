@@ -62,6 +62,7 @@ from tqdm import tqdm
 
 from .. import runs
 from ..augment import Augmenter
+from ..errors import GanprintError
 from ..io import atomic_write_text
 from ..stylegan import Decoder, Generator
 from ..stylegan.training import TrainingOptions, TrainingRun, discriminator_step, lazy_adam, network_config
@@ -88,6 +89,7 @@ class TrainOptions(TrainingOptions):
     augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
     decode_both: bool | None = None  # F also reads G(z, c'): twice the code examples per G pass (default: preset's)
     decode_uint8: bool | None = None  # F reads images rounded to 8 bits, straight-through (default: preset's)
+    code_grad_scope: str = "all"  # G's parameters the code loss trains: "all", or "code" (mapping + affines only)
     metrics_kimg: float = 10.0  # kimg between bit-accuracy evaluations (0: only at the end)
     metric_images: int = 1024  # generated images per bit-accuracy evaluation
 
@@ -119,7 +121,15 @@ class TrainOptions(TrainingOptions):
 
 
 # Options added after runs were made: an options.json without them means what the loop did then.
-_LEGACY = {"decode_both": False, "decode_uint8": False, "network": {"carrier_std": 0.0}}
+_LEGACY = {"decode_both": False, "decode_uint8": False, "code_grad_scope": "all", "network": {"carrier_std": 0.0}}
+CODE_GRAD_SCOPES = ("all", "code")
+
+
+def code_parameters(G: Generator) -> list[torch.nn.Parameter]:
+    """G's parameters that only shape how c acts: the mapping network (c -> w) and every layer's
+    affine (w -> styles). The rest (z's input layer, convolutions, carrier maps, noise strengths)
+    makes the content."""
+    return [p for name, p in G.named_parameters() if name.startswith("mapping.") or ".affine." in name]
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
@@ -163,6 +173,8 @@ def train_scalable(
     """Train a scalable fingerprinting GAN (G(z, c), its decoder F, D), or continue a run; the run
     folder (None on processes other than 0). A stop ends with a snapshot and a resume checkpoint."""
     o = options.resolved()
+    if o.code_grad_scope not in CODE_GRAD_SCOPES:
+        raise GanprintError(f"code_grad_scope {o.code_grad_scope!r}: choose one of {', '.join(CODE_GRAD_SCOPES)}")
     cfg = ScalableConfig(**o.network)
     run = TrainingRun(o, kind=RUN_KIND, what="a scalable fingerprinting", config=cfg, resume=resume,
                       should_stop=should_stop, metrics_kimg=o.metrics_kimg,
@@ -214,6 +226,7 @@ def train_scalable(
         return metrics
 
     gf_params = [*G.parameters(), *F_.parameters()]
+    code_params = [*code_parameters(G), *F_.parameters()]
     noise_shapes = G.noise_shapes()
     for step in run.steps():
         g = step_generator(o.seed, step)
@@ -239,11 +252,14 @@ def train_scalable(
         c_logits = codes_logits[:b]
         z_rec = (z_hat - latents).square().mean()
         c_rec = F.binary_cross_entropy_with_logits(codes_logits, codes)
-        loss_G = (adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
-                  + o.c_reconstruction_weight * c_rec)  # fmt: skip
+        loss_G = adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)
-        loss_G.backward(inputs=gf_params)
+        if o.code_grad_scope == "all":
+            (loss_G + o.c_reconstruction_weight * c_rec).backward(inputs=gf_params)
+        else:  # the code loss may not bend what G draws towards content that carries codes easily
+            loss_G.backward(inputs=gf_params, retain_graph=True)
+            (o.c_reconstruction_weight * c_rec).backward(inputs=code_params)
         opt_G.step()
         opt_F.step()
 
