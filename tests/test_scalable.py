@@ -133,6 +133,15 @@ def test_code_grad_scope_code_keeps_the_code_loss_off_the_content_parameters(blo
         train_scalable(options(blobs, tmp_path / "bad", code_grad_scope="some"))
 
 
+def test_z_styles_run_resumes_exactly_and_snapshots_carry_z_mapping(blobs, tmp_path):
+    check_resume_reproduces_an_uninterrupted_run(
+        train_scalable, load_run_options, lambda out: options(blobs, out, z_styles=True), tmp_path)
+    run = next((tmp_path / "a").iterdir())
+    assert json.loads((run / "options.json").read_text())["network"]["z_styles"] is True
+    net = ScalableNetwork.from_pretrained(run)
+    assert net.G.mapping_z is not None and net.config.z_styles
+
+
 def test_runs_from_before_the_decoding_options_resume_as_they_were(blobs, tmp_path):
     run = train_scalable(options(blobs, tmp_path, decode_both=True, decode_uint8=True))
     saved = json.loads((run / "options.json").read_text())
@@ -247,7 +256,15 @@ def test_generate_refuses_to_overwrite_and_bad_fingerprints(tiny_net, tmp_path):
     assert {r["fingerprint_hex"] for r in _read_record(tmp_path / "fp")} == {"a5c3"}
 
 
-def test_export_equals_conditioned_generator_through_files(tiny_net, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_net_z_styles():
+    torch.manual_seed(0)
+    return ScalableNetwork(ScalableConfig(**TINY_NET, z_styles=True, carrier_std=1.0)).eval()
+
+
+@pytest.mark.parametrize("net_fixture", ["tiny_net", "tiny_net_z_styles"])
+def test_export_equals_conditioned_generator_through_files(net_fixture, request, tmp_path):
+    tiny_net = request.getfixturevalue(net_fixture)
     fingerprint = "1011001110001111"
     full_dir, exported_dir = tmp_path / "full", tmp_path / "exported"
     tiny_net.save_pretrained(full_dir)

@@ -134,6 +134,29 @@ def test_fold_equals_the_conditioned_generator(carrier_std):
             folded(z, c.expand(6, -1))
 
 
+@pytest.mark.parametrize("carrier_std", [0.0, 1.0])
+def test_z_styles_fold_exactly_and_keep_z_in_every_layer(carrier_std):
+    """With z_styles, z modulates every layer (also those c does not reach) through its own mapping
+    network; folding bakes in only c's styles and keeps z's, exactly."""
+    for rng in ((4, 16), (8, 8)):
+        g = tiny_generator(res_modulated_range=rng, carrier_std=carrier_std, z_styles=True)
+        # z's styles change the images beyond what the 4x4 input does: silence the input layer's weights
+        with torch.no_grad():
+            g.z_input.weight.zero_()
+            a, b = torch.randn(2, 8), torch.randn(2, 8)
+            c = torch.zeros(2, 12)
+            assert not torch.allclose(g(a, c), g(b, c))
+        c = torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(3)).float()
+        folded = g.fold(c)
+        assert folded.mapping is None and folded.mapping_z is not None and not folded.takes_c
+        assert not any(".affine." in k or k.startswith("mapping.") for k in folded.state_dict())
+        z = torch.randn(6, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(folded(z), g(z, c.expand(6, -1)), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="z_styles needs a fingerprint input"):
+        tiny_generator(c_dim=0, z_styles=True)
+
+
 def test_carriers_give_the_code_a_path_that_does_not_need_z():
     """With z's 4x4 map, biases and noise silenced, features are zero: without carriers every code
     gives the same image; with carriers (learned constant maps at each layer's input) it depends on c."""

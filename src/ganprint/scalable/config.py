@@ -49,6 +49,7 @@ class ScalableConfig:
     decoder_fc_channels: int | None = None  # width of F's last hidden layer (default: its 4x4 width)
     noise: bool = True  # per-pixel noise inputs in the generator
     carrier_std: float = 0.0  # > 0: learned constant maps added to every synthesis layer's input (init std)
+    z_styles: bool = False  # z also makes styles at every layer, through its own mapping network (beyond the paper)
     mbstd_group: int = 4  # discriminator minibatch-stddev group size
 
     def __post_init__(self) -> None:
@@ -85,7 +86,7 @@ class ScalableConfig:
             channels=self.g_channels, mapping_layers=self.mapping_layers,
             mapping_lr_multiplier=self.mapping_lr_multiplier, res_modulated_range=self.res_modulated_range,
             input_constant=self.input_constant, z_input_init=self.z_input_init, noise=self.noise,
-            carrier_std=self.carrier_std, folded=folded,
+            carrier_std=self.carrier_std, z_styles=self.z_styles, folded=folded,
         ).validate()  # fmt: skip
 
     def discriminator_config(self) -> DiscriminatorConfig:

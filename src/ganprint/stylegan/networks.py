@@ -120,6 +120,7 @@ class GeneratorConfig:
     z_input_init: float = 1.0  # c_dim > 0: init scale of the z layer's weights (1: equalised-lr default)
     noise: bool = True  # per-pixel noise inputs
     carrier_std: float = 0.0  # > 0: every synthesis layer adds a learned constant map (init std) to its input
+    z_styles: bool = False  # c_dim > 0: z also goes through a mapping network of its own to styles at every layer
     img_channels: int = 3
     folded: bool = False  # an exported model: styles baked into weights, no mapping, no c input
 
@@ -135,6 +136,8 @@ class GeneratorConfig:
         low, high = self.res_modulated_range
         if len(self.res_modulated_range) != 2 or low > high:
             raise ValueError(f"res_modulated_range must be (low, high) with low <= high, got {self.res_modulated_range}")
+        if self.z_styles and self.c_dim == 0:
+            raise ValueError("z_styles needs a fingerprint input (c_dim > 0); without one z already makes the styles")
         return self
 
     def channels_at(self, res: int) -> int:
@@ -228,6 +231,11 @@ class EqualizedConv2d(nn.Module):
         return F.leaky_relu(x, LRELU_SLOPE)
 
 
+def _product(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """The product of two optional style vectors (None: all ones)."""
+    return b if a is None else a if b is None else a * b
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor | None, demodulate: bool = True,
                      up: bool = False, fused: bool = False, eps: float = 1e-8) -> torch.Tensor:  # fmt: skip
     """Convolve x (N, I, H, W) with weight (O, I, k, k) modulated per sample by styles (N, I).
@@ -268,10 +276,13 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution (optionally upsampling), noise, bias, leaky ReLU."""
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, kind: str, up: bool = False,
-                 noise: bool = True, carrier_std: float = 0.0):  # fmt: skip
+                 noise: bool = True, carrier_std: float = 0.0, z_styles: bool = False):  # fmt: skip
         super().__init__()
         assert kind in LAYER_KINDS
         self.kind, self.up, self.resolution = kind, up, resolution
+        # With z styles, a folded layer keeps its z modulation and demodulates at run time.
+        self.demodulate = kind != "folded" or z_styles
+        self.affine_z = EqualizedLinear(w_dim, in_ch, bias_init=1.0) if z_styles else None
         # A z-independent map the styles can weight: the code gets spatial patterns of its own.
         in_res = resolution // 2 if up else resolution
         self.carrier = nn.Parameter(torch.randn(1, in_ch, in_res, in_res) * carrier_std) if carrier_std > 0 else None
@@ -290,11 +301,12 @@ class SynthesisLayer(nn.Module):
         return self.affine(w) if self.affine is not None else None
 
     def forward(self, x: torch.Tensor, w: torch.Tensor | None, noise_mode: str = "const",
-                noise: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        styles = self.styles(w) if self.affine is not None else None
+                noise: torch.Tensor | None = None, w_z: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        styles = _product(self.styles(w) if self.affine is not None else None,
+                          self.affine_z(w_z) if self.affine_z is not None else None)  # fmt: skip
         if self.carrier is not None:
             x = x + self.carrier
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=self.kind != "folded",
+        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=self.demodulate,
                              up=self.up, fused=self.fused)  # fmt: skip
         if self.noise_strength is not None and noise_mode != "none":
             if noise is None:
@@ -309,17 +321,20 @@ class SynthesisLayer(nn.Module):
             return weight
         s = self.styles(w) if self.affine is not None else weight.new_ones(1, weight.shape[1])
         weight = weight * s.view(1, -1, 1, 1)
+        if self.affine_z is not None:  # z's styles still follow: demodulation stays at run time
+            return weight
         return weight * (weight.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8).rsqrt()
 
 
 class ToRGB(nn.Module):
     """Modulated 1x1 convolution without demodulation, plus bias (no activation)."""
 
-    def __init__(self, in_ch: int, img_channels: int, w_dim: int, kind: str):
+    def __init__(self, in_ch: int, img_channels: int, w_dim: int, kind: str, z_styles: bool = False):
         super().__init__()
         self.kind = kind
         self.fused = False
         self.affine = EqualizedLinear(w_dim, in_ch, bias_init=1.0) if kind == "modulated" else None
+        self.affine_z = EqualizedLinear(w_dim, in_ch, bias_init=1.0) if z_styles else None
         self.weight = nn.Parameter(torch.randn(img_channels, in_ch, 1, 1))
         self.weight_gain = 1.0 if kind == "folded" else 1 / math.sqrt(in_ch)
         self.bias = nn.Parameter(torch.zeros(img_channels))
@@ -327,8 +342,9 @@ class ToRGB(nn.Module):
     def styles(self, w: torch.Tensor) -> torch.Tensor | None:
         return self.affine(w) if self.affine is not None else None
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        styles = self.styles(w) if self.affine is not None else None
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None, w_z: torch.Tensor | None = None) -> torch.Tensor:
+        styles = _product(self.styles(w) if self.affine is not None else None,
+                          self.affine_z(w_z) if self.affine_z is not None else None)  # fmt: skip
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=False, fused=self.fused)
         return x + self.bias.view(1, -1, 1, 1)
 
@@ -363,19 +379,20 @@ class SynthesisBlock(nn.Module):
         self.resolution = res
         self.conv0 = (
             SynthesisLayer(cfg.channels_at(res // 2), out_ch, cfg.w_dim, res, kind, up=True, noise=cfg.noise,
-                           carrier_std=cfg.carrier_std)
+                           carrier_std=cfg.carrier_std, z_styles=cfg.z_styles)
             if res > 4 else None
         )  # fmt: skip
-        self.conv1 = SynthesisLayer(out_ch, out_ch, cfg.w_dim, res, kind, noise=cfg.noise, carrier_std=cfg.carrier_std)
-        self.torgb = ToRGB(out_ch, cfg.img_channels, cfg.w_dim, kind)
+        self.conv1 = SynthesisLayer(out_ch, out_ch, cfg.w_dim, res, kind, noise=cfg.noise, carrier_std=cfg.carrier_std,
+                                    z_styles=cfg.z_styles)  # fmt: skip
+        self.torgb = ToRGB(out_ch, cfg.img_channels, cfg.w_dim, kind, z_styles=cfg.z_styles)
 
     def layers(self) -> list[SynthesisLayer]:
         return [layer for layer in (self.conv0, self.conv1) if layer is not None]
 
-    def forward(self, x, img, w, noise_mode="const", noise=None):
+    def forward(self, x, img, w, noise_mode="const", noise=None, w_z=None):
         for layer in self.layers():
-            x = layer(x, w, noise_mode, noise.pop(0) if noise else None)
-        y = self.torgb(x, w)
+            x = layer(x, w, noise_mode, noise.pop(0) if noise else None, w_z)
+        y = self.torgb(x, w, w_z)
         img = y if img is None else upsample2x(img) + y
         return x, img
 
@@ -393,6 +410,9 @@ class Generator(nn.Module):
             else MappingNetwork(cfg.c_dim or cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_multiplier,
                                 normalize_input=cfg.c_dim == 0)
         )  # fmt: skip
+        # z's own mapping network (z_styles): kept by folding, which bakes in only c's styles.
+        self.mapping_z = (MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_multiplier,
+                                         normalize_input=True) if cfg.z_styles else None)  # fmt: skip
         if self.z_through_mapping:
             self.const = nn.Parameter(torch.randn(ch4, 4, 4))
             self.z_input = None
@@ -431,6 +451,7 @@ class Generator(nn.Module):
         if noise_mode not in ("const", "random", "none"):
             raise ValueError(f"noise_mode must be const, random or none, got {noise_mode!r}")
         w = self.mapping_w(z, c)
+        w_z = self.mapping_z(z) if self.mapping_z is not None else None
         if self.z_input is not None:
             x = self.z_input(z).view(z.shape[0], -1, 4, 4)
         else:
@@ -438,7 +459,7 @@ class Generator(nn.Module):
         noise = list(noise) if noise is not None else None
         img = None
         for block in self.blocks:
-            x, img = block(x, img, w, noise_mode, noise)
+            x, img = block(x, img, w, noise_mode, noise, w_z)
         return img
 
     @torch.no_grad()
@@ -450,6 +471,7 @@ class Generator(nn.Module):
         w = self.mapping(c.float().view(1, -1).to(self.z_input.weight.device))
         folded = Generator(dataclasses.replace(self.config, folded=True)).to(w.device)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("mapping.") and ".affine." not in k}
+        # (mapping_z.* and .affine_z.* stay: z's styles are not part of the fingerprint)
         for name, module in self.named_modules():
             if isinstance(module, (SynthesisLayer, ToRGB)):
                 state[f"{name}.weight"] = module.folded_weight(w)
