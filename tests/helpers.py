@@ -4,6 +4,7 @@ conftest.py lives there without an __init__.py)."""
 import json
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,3 +139,18 @@ def check_two_processes_equal_one(train, options, tmp_path) -> None:
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
     assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a if k.startswith("opt_D"))
+
+
+FASHION_TEST_IMAGES = Path(__file__).parent / "data" / "fashion-mnist-test-500.npz"
+
+
+def fashion_test_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """500 Fashion-MNIST test images brought to 32 px as the GANs' training set is (uint8, (N, 3, 32, 32)),
+    and their labels."""
+    import numpy as np
+
+    from ganprint.data import pil_to_uint8, preprocess
+
+    data = np.load(FASHION_TEST_IMAGES)
+    images = [pil_to_uint8(preprocess(Image.fromarray(a).convert("RGB"), 32)) for a in data["images"]]
+    return torch.stack(images), torch.from_numpy(data["labels"].astype(np.int64))

@@ -1,13 +1,9 @@
 """The fidelity instruments: fashion-classifier-32 and the measures of ganprint.evaluation.fidelity."""
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import fashion_test_images
 
-from ganprint.data import pil_to_uint8, preprocess
 from ganprint.errors import GanprintError
 from ganprint.evaluation.fashion_classifier import (
     CLASS_NAMES,
@@ -17,15 +13,6 @@ from ganprint.evaluation.fashion_classifier import (
     train_classifier,
 )
 from ganprint.evaluation.fidelity import compare, image_features
-
-TEST_IMAGES = Path(__file__).parent / "data" / "fashion-mnist-test-500.npz"
-
-
-def fashion_test_images() -> tuple[torch.Tensor, torch.Tensor]:
-    """500 Fashion-MNIST test images brought to 32 px as the GANs' training set is (uint8, (N, 3, 32, 32))."""
-    data = np.load(TEST_IMAGES)
-    images = [pil_to_uint8(preprocess(Image.fromarray(a).convert("RGB"), 32)) for a in data["images"]]
-    return torch.stack(images), torch.from_numpy(data["labels"].astype(np.int64))
 
 
 def test_shipped_classifier_on_test_images_it_never_saw():

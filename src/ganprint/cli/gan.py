@@ -57,8 +57,9 @@ def train(ctx: click.Context, resume, quiet, **kwargs) -> None:
 
 
 @gan.command()
-@click.option("--network", required=True, metavar="PATH",
-              help="A GAN model folder (config.json + model.safetensors) or a training run folder (its latest snapshot).")
+@click.option("--network", required=True, metavar="PATH|NAME",
+              help="A GAN model folder (config.json + model.safetensors), a training run folder (its latest "
+              "snapshot) or a shipped model: gan-32, the unfingerprinted baseline of scalable-32.")
 @click.option("--seeds", default=None, metavar="LIST",
               help="Seeds, e.g. 0-63 or 1,5,9 or 0-9,100; one image per seed [default: 0-63].")
 @click.option("--num-images", "--num_images", "num_images", type=click.IntRange(min=1), default=None,
@@ -75,6 +76,7 @@ def generate(network, seeds, num_images, output_dir, noise_mode, batch_size, ove
 
     \b
     Examples:
+      ganprint gan generate --network gan-32 --seeds 0-63 --output-dir out/
       ganprint gan generate --network runs/00000-gan-cpu32-32px --seeds 0-63 --output-dir out/
       ganprint gan generate --network runs/00000-gan-cpu32-32px/network-snapshot-000100 \\
           --num-images 10000 --output-dir gen/
