@@ -14,6 +14,11 @@ Two ways in for the generator's inputs:
   (`input_constant`, like StyleGAN2's learned constant) and its weights smaller (`z_input_init`):
   then the first layers carry a z-independent part for the code to modulate, which lets the decoder
   learn to read the code much sooner (measured for the CPU presets; the paper's setup uses 0 and 1).
+  With `z_styles` (beyond the paper), z also goes through a mapping network of its own to a second
+  style w_z, and every layer's style is the product A(w) * A_z(w_z): z shapes every layer as in an
+  unconditional StyleGAN2. Folding a code then bakes in A(w) only, exactly (demodulation of
+  W * A(w) modulated by A_z(w_z) equals that of W modulated by the product), and the exported model
+  keeps z's mapping network and affines.
 * `c_dim == 0` (an ordinary unconditional StyleGAN2): z goes through the mapping network (after
   normalising its second moment) to w, and the synthesis starts from a learned 4x4 constant.
 
