@@ -98,6 +98,26 @@ def test_every_shift_reads_the_folded_map_rolled():
             assert torch.allclose(one, every[:, sy * p + sx], atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["unet", "conv"])
+def test_one_pass_reads_every_moved_view_as_its_own_pass_would_away_from_the_cut(arch):
+    torch.manual_seed(3)
+    decoder = FoldingDecoder(AnySizeConfig(**SMALL, arch=arch)).eval()
+    x = torch.rand(2, 3, 91, 76)  # odd and even sides: the last cells sit differently per move
+    with torch.no_grad():
+        dense = decoder.moved_features(x)
+        moved = decoder.fold_moved(x, (0, 2, 4, 6))
+        assert torch.allclose(moved[:, 0], decoder.fold(x), atol=1e-5)  # unmoved: exactly one pass's fold
+        for i, dy in enumerate((0, 2, 4, 6)):
+            for j, dx in enumerate((0, 2, 4, 6)):
+                own = decoder.body(2 * x[..., dy:, dx:] - 1)
+                assert own.shape[-2:] == (decoder.cells_along(91 - dy), decoder.cells_along(76 - dx))
+                picked = dense[..., dy // 2 :: 4, dx // 2 :: 4][..., : own.shape[-2], : own.shape[-1]]
+                # 2 cells from the cut the moved view sees zero padding, the one pass the pixels above it
+                assert torch.allclose(picked[..., 2:, 2:], own[..., 2:, 2:], atol=1e-5)
+                if dy and dx:
+                    assert not torch.allclose(picked[..., :1, :1], own[..., :1, :1], atol=1e-5)
+
+
 def test_residual_has_the_configured_rms_and_spares_flat_regions():
     torch.manual_seed(2)
     config = AnySizeConfig(**SMALL)

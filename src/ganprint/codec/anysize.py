@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -226,6 +227,61 @@ class FoldingDecoder(nn.Module):
         ay, ax = ay / ay.sum(0).clamp_min(1), ax / ax.sum(0).clamp_min(1)
         return torch.einsum("nchw,hu,wv->ncuv", f, ay, ax)
 
+    def moved_features(self, images: torch.Tensor, unit: int = 2) -> torch.Tensor:
+        """The body's features at every `unit` px move of the image in one pass: (N, C, h, w) where
+        [..., m / unit + (8 / unit) * k, :] is row k of `body(images[..., m:, :])` (same for columns).
+
+        Moving a view by a multiple of `unit` px moves the stride-8 grid by a whole number of `unit`-px
+        steps, so the strided convolutions after the first `unit` px of stride run at stride 1 (dilated
+        by the stride they skip) and every move reads off the same map: a fraction of the cost of one
+        pass per move. Exact except within the receptive field (about 20 px) of the top and left edges,
+        where a moved view sees zero padding and this map sees the pixels above and left of the move."""
+        x, stride, spacing = 2 * images - 1, 1, 1  # stride of the view's grid, px between this map's samples
+        for layer in self.layers():
+            if not isinstance(layer, nn.Conv2d):
+                x = layer(x)
+                continue
+            if layer.kernel_size != (3, 3) or layer.padding != (1, 1) or layer.dilation != (1, 1):
+                raise GanprintError("moved_features reads 3x3 convolutions with padding 1 only")
+            step = stride // spacing  # the view's neighbours are this many samples apart here
+            stride *= layer.stride[0]
+            out_spacing = min(stride, unit)
+            x = F.conv2d(x, layer.weight, layer.bias, stride=out_spacing // spacing, padding=step, dilation=step)
+            spacing = out_spacing
+        if stride % unit:
+            raise GanprintError(f"moves of {unit} px do not divide the decoder's stride {stride}")
+        return x
+
+    def layers(self) -> list[nn.Module]:
+        """The body's layers in order (convolutions and activations, out of their Sequentials)."""
+        return [m for m in self.body.modules() if not list(m.children())]
+
+    def cells_along(self, size: int) -> int:
+        """How many stride-8 feature positions the body makes along a side of `size` px."""
+        for layer in self.layers():
+            if isinstance(layer, nn.Conv2d):
+                size = (size + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1
+        return size
+
+    def fold_moved(self, images: torch.Tensor, moves: Sequence[int]) -> torch.Tensor:
+        """(N, len(moves)**2, C, p, p): `fold(images[..., dy:, dx:])` for every (dy, dx) in moves x moves
+        (dy-major), from one `moved_features` pass (equal but for the top and left edges, see there)."""
+        unit = math.gcd(*moves, DECODER_STRIDE)
+        f = self.moved_features(images, unit)
+        every = DECODER_STRIDE // unit
+        p = self.cells
+
+        def phases(size: int, length: int) -> torch.Tensor:  # (moves, length, p): the averaging weights
+            out = torch.zeros(len(moves), length, p, dtype=f.dtype, device=f.device)
+            for i, m in enumerate(moves):
+                k = torch.arange(self.cells_along(size - m), device=f.device)
+                out[i, m // unit + every * k, k % p] = 1.0
+            return out / out.sum(1, keepdim=True).clamp_min(1)
+
+        ay, ax = phases(images.shape[-2], f.shape[-2]), phases(images.shape[-1], f.shape[-1])
+        folded = torch.einsum("nchw,ahu,bwv->nabcuv", f, ay, ax)
+        return folded.flatten(1, 2)
+
     def read(self, folded: torch.Tensor, shift_y: torch.Tensor, shift_x: torch.Tensor) -> torch.Tensor:
         """Logits (N, L) with the tile grid shifted by (shift_y, shift_x) cells, one shift per image."""
         p = self.cells
@@ -240,8 +296,14 @@ class FoldingDecoder(nn.Module):
     def read_all_shifts(self, folded: torch.Tensor) -> torch.Tensor:
         """Logits (N, p*p, L) for every cyclic shift."""
         p = self.cells
-        shifted = [torch.roll(folded, shifts=(sy, sx), dims=(2, 3)) for sy in range(p) for sx in range(p)]
-        return self.readout(torch.stack(shifted, dim=1).flatten(2))
+        u = torch.arange(p, device=folded.device)
+        s = u.view(p, 1, 1)  # out[u] = in[(u - s) % p], as torch.roll by s: one gather for every shift
+        rows = ((u.view(1, p, 1) - s) % p * p).view(p, 1, p, 1)
+        cols = ((u.view(1, 1, p) - s) % p).view(1, p, 1, p)
+        index = (rows + cols).flatten()  # (shift_y, shift_x, u, v) -> flat source position
+        n, c = folded.shape[:2]
+        shifted = folded.flatten(2)[:, :, index].view(n, c, p * p, p * p).transpose(1, 2)
+        return self.readout(shifted.flatten(2))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (N, L) of the shift with the largest mean |logit| (images already at a working size)."""

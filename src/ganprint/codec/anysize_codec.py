@@ -67,7 +67,8 @@ class AnySizeCodec(nn.Module):
         else:
             raise GanprintError(f"image {index}: expected a PIL image or a tensor, got {type(item).__name__}")
         check_image_size(t.shape[-2], t.shape[-1], self.config, f"image {index}")
-        if not torch.isfinite(t).all():
+        # a finite sum is the cheap common case (one pass); only then is the element-wise check skipped
+        if isinstance(item, torch.Tensor) and not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
             raise GanprintError(f"image {index}: holds non-finite values")
         return t.to(self.device, torch.float32).unsqueeze(0)
 
@@ -95,24 +96,26 @@ class AnySizeCodec(nn.Module):
         out = []
         for i, item in enumerate(items):
             x = self._tensor(item, i)
-            marked = (x + self.residual(x, bits[i : i + 1], strength)).clamp(0, 1)[0]
+            marked = (x + self.residual(x, bits[i : i + 1], strength)).clamp_(0, 1)[0]  # clamped in place: one copy less
             out.append(marked_like(item, marked.cpu()) if isinstance(item, Image.Image) else marked)
         if kind in ("pil", "single-tensor"):
             return out[0]
         return torch.stack(out) if kind == "tensor" else out
 
-    def working_views(self, image: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        """[(scale index, view)]: the image at each working size the decoder tries (a crop magnifies the
-        tile grid); below full size also moved by 2, 4 and 6 px down and right, since a crop rarely
-        starts on the grid of the decoder's 8 px cells (a crop keeping half the area, centred: 0.65
-        at the best cell shift unmoved, 0.97 moved by 6 px). The first view is the uncropped reading."""
+    def readings(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (N, readings, L) of (N,3,H,W) images, in `reading_scales` order: the uncropped reading
+        (working size, every tile shift), then at each reduced working size (a crop magnifies the tile
+        grid) the view moved by 0, 2, 4 and 6 px down and right, every tile shift of each. A crop rarely
+        starts on the grid of the decoder's 8 px cells (a crop keeping half the area, centred: 0.65 at
+        the best cell shift unmoved, 0.97 moved by 6 px); the moves come from one pass per size
+        (FoldingDecoder.fold_moved)."""
         w = self.config.working_resolution
-        base = to_working(image, w)
-        views = [(0, base)]
-        for k, s in enumerate(self.config.scales[1:], start=1):
-            view = to_working(base, max(2 * 8, round(w * s)))
-            views += [(k, view[..., dy:, dx:]) for dy in SUBCELL_SHIFTS for dx in SUBCELL_SHIFTS]
-        return views
+        base = to_working(images, w)
+        out = [self.decoder.read_all_shifts(self.decoder.fold(base))]
+        for s in self.config.scales[1:]:
+            folded = self.decoder.fold_moved(to_working(base, max(2 * 8, round(w * s))), SUBCELL_SHIFTS)
+            out.append(self.decoder.read_all_shifts(folded.flatten(0, 1)).view(len(base), -1, out[0].shape[-1]))
+        return torch.cat(out, dim=1)
 
     def decode_logits(self, images: Images) -> torch.Tensor:
         """Raw bit logits (N, L) on the CPU; bit = logit > 0. For each image, the scale and tile shift
@@ -126,16 +129,13 @@ class AnySizeCodec(nn.Module):
             raise GanprintError("this codec has no decoder (it was built from an encoder only)")
         items, _ = self._as_list(images)
         self.decoder.eval()
-        views = [self.working_views(self._tensor(item, i)) for i, item in enumerate(items)]
-        candidates = []
-        for j in range(len(views[0])):  # the same views, in the same order, for every image
-            batch = torch.cat([v[j][1] for v in views])
-            candidates.append(self.decoder.read_all_shifts(self.decoder.fold(batch)))
-        logits = torch.cat(candidates, dim=1)  # (N, views * shifts, L)
+        # every image at working size first, so that one batch reads them all whatever their sizes
+        base = torch.cat([to_working(self._tensor(item, i), self.config.working_resolution) for i, item in enumerate(items)])
+        logits = self.readings(base)  # (N, views * shifts, L)
         if not torch.isfinite(logits).all():
             raise GanprintError("the decoder produced non-finite values: the model is broken")
         best = self.search_scores(logits).argmax(1)
-        return logits[torch.arange(logits.shape[0]), best].cpu(), torch.cat([v[0][1] for v in views]).cpu()
+        return logits[torch.arange(logits.shape[0]), best].cpu(), base.cpu()
 
     def search_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, scales * shifts): how much each reading stands out. Its confidence (mean |logit|) in stds
@@ -159,9 +159,11 @@ class AnySizeCodec(nn.Module):
     def measure_search_null(self, images: Sequence[torch.Tensor]) -> tuple[tuple[float, float], ...]:
         """Mean and std of each scale's reading confidence on clean images (for `search_null`)."""
         per_scale: list[list[torch.Tensor]] = [[] for _ in self.config.scales]
+        scale = self.reading_scales()
         for image in images:
-            for k, view in self.working_views(image.unsqueeze(0).to(self.device)):
-                per_scale[k].append(self.decoder.read_all_shifts(self.decoder.fold(view)).abs().mean(-1).flatten())
+            confidence = self.readings(image.unsqueeze(0).to(self.device))[0].abs().mean(-1)
+            for k in range(len(self.config.scales)):
+                per_scale[k].append(confidence[scale == k])
         stats = [torch.cat(c) for c in per_scale]
         return tuple((round(c.mean().item(), 5), round(c.std().item(), 5)) for c in stats)
 
