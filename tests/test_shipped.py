@@ -260,3 +260,28 @@ def test_attribute_with_the_default_any_size_codec(tmp_path, run_cli):
     verdicts = {r["name"].split("/")[-1]: (r["verdict"], r["model"]) for r in map(json.loads, out.splitlines())}
     assert verdicts["astronaut.png"] == verdicts["coffee.png"] == ("attributed", "acme")
     assert all(v[0] == "not-fingerprinted" for k, v in verdicts.items() if k.startswith("clean-"))
+
+
+# ----------------------------------------------------------------------------- shipped gan-32 (the baseline)
+def test_unfingerprinted_baseline_gan_32_generates_every_class_and_beats_scalable_32(tmp_path, capsys):
+    """gan-32 is the yardstick of what fingerprinting costs: it must load by name from the CLI, make
+    every Fashion-MNIST class near its real share, and score better than scalable-32 under both
+    feature networks (measured on 10,000 images in docs/scalable.md; here 1,000)."""
+    from helpers import cli_exit_code, fashion_test_images
+
+    from ganprint.evaluation.fashion_classifier import FashionClassifier
+    from ganprint.evaluation.fidelity import compare, generator_batches, image_features
+
+    assert "gan-32" in shipped_models()
+    assert cli_exit_code(["gan", "generate", "--network", "gan-32", "--seeds", "0-3", "--output-dir",
+                          str(tmp_path / "out"), "-q"]) == 0  # fmt: skip
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4
+    classifier = FashionClassifier.from_pretrained()
+    n = 1000
+    # The GANs' samples against real test images (brought to 32 px as the training set is).
+    real = image_features([fashion_test_images()[0]], classifier, 500, prdc_count=500)
+    reports = {name: compare(real, image_features(generator_batches(name, n), classifier, n, prdc_count=500), n)
+               for name in ("gan-32", "scalable-32")}  # fmt: skip
+    assert reports["gan-32"].worst_class_factor < 2.0, reports["gan-32"]
+    assert reports["gan-32"].frechet_classifier < reports["scalable-32"].frechet_classifier
+    assert reports["gan-32"].recall > reports["scalable-32"].recall
