@@ -116,9 +116,9 @@ def test_code_grad_scope_code_keeps_the_code_loss_off_the_content_parameters(blo
     assert names and all(n.startswith("mapping.") or ".affine." in n for n in names)
     assert any("conv" in n and "weight" in n for n, p in G.named_parameters() if id(p) not in code)
 
-    def generator_after_one_step(name, scope, weight):  # G's weights after one step (Adam's first update)
+    def generator_after_one_step(name, scope, weight, share=0.0):  # G's weights after one step (Adam's first update)
         run = train_scalable(options(blobs, tmp_path / name, code_grad_scope=scope, c_reconstruction_weight=weight,
-                                     total_kimg=0.004, snapshot_kimg=0.004))  # fmt: skip
+                                     code_content_grad=share, total_kimg=0.004, snapshot_kimg=0.004))  # fmt: skip
         return {k[2:]: v for k, v in checkpoint_tensors(run)[0].items() if k.startswith("G.")}
 
     def differs(a, b, keys):
@@ -129,6 +129,10 @@ def test_code_grad_scope_code_keeps_the_code_loss_off_the_content_parameters(blo
     full = generator_after_one_step("full", "all", 10.0), generator_after_one_step("full0", "all", 0.0)
     assert not differs(*scoped, content) and differs(*scoped, names)  # the code loss moved only mapping + affines
     assert differs(*full, content)  # the paper's loss moves the content parameters too
+    shared = (generator_after_one_step("shared", "code", 10.0, 0.5), generator_after_one_step("shared0", "code", 0.0, 0.5))
+    assert differs(*shared, content)  # --code-content-grad 0.5: a share reaches them
+    with pytest.raises(GanprintError, match="between 0 and 1"):
+        train_scalable(options(blobs, tmp_path / "bad2", code_grad_scope="code", code_content_grad=2.0))
     with pytest.raises(GanprintError, match="code_grad_scope"):
         train_scalable(options(blobs, tmp_path / "bad", code_grad_scope="some"))
 

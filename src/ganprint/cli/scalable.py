@@ -51,7 +51,7 @@ def _load(network: str, device: str):
 _FIXED_ON_RESUME = (
     "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr", "consistency_weight",
     "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval", "ema_kimg", "ema_rampup", "mirror_augment",
-    "augment", "augment_ramp", "decode_both", "decode_uint8", "code_grad_scope", "z_styles", "seed",
+    "augment", "augment_ramp", "decode_both", "decode_uint8", "code_grad_scope", "code_content_grad", "z_styles", "seed",
 )  # fmt: skip
 
 
@@ -81,6 +81,9 @@ _FIXED_ON_RESUME = (
 @click.option("--decode-uint8", type=click.BOOL, default=None,
               help="F reads the images rounded to 8 bits, as PNGs store them (straight-through gradient) "
               "[default: the preset's: true cpu presets, false paper].")
+@click.option("--code-content-grad", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="With --code-grad-scope code: the share of the code loss's gradient that still reaches the "
+              "layers that draw the content (0: none).")
 @click.option("--z-styles", type=click.BOOL, default=None,
               help="z also makes styles at every layer through its own mapping network, as in an unfingerprinted "
               "StyleGAN2 (beyond the paper, where z only makes the 4x4 input); folding keeps z's styles and bakes "

@@ -91,6 +91,7 @@ class TrainOptions(TrainingOptions):
     decode_both: bool | None = None  # F also reads G(z, c'): twice the code examples per G pass (default: preset's)
     decode_uint8: bool | None = None  # F reads images rounded to 8 bits, straight-through (default: preset's)
     code_grad_scope: str = "all"  # G's parameters the code loss trains: "all", or "code" (mapping + affines only)
+    code_content_grad: float = 0.0  # with scope "code": the share of the code loss's gradient the other G parameters get
     metrics_kimg: float = 10.0  # kimg between bit-accuracy evaluations (0: only at the end)
     metric_images: int = 1024  # generated images per bit-accuracy evaluation
 
@@ -124,7 +125,8 @@ class TrainOptions(TrainingOptions):
 
 
 # Options added after runs were made: an options.json without them means what the loop did then.
-_LEGACY = {"decode_both": False, "decode_uint8": False, "code_grad_scope": "all", "network": {"carrier_std": 0.0}}
+_LEGACY = {"decode_both": False, "decode_uint8": False, "code_grad_scope": "all", "code_content_grad": 0.0,
+           "network": {"carrier_std": 0.0}}  # fmt: skip
 CODE_GRAD_SCOPES = ("all", "code")
 
 
@@ -178,6 +180,8 @@ def train_scalable(
     o = options.resolved()
     if o.code_grad_scope not in CODE_GRAD_SCOPES:
         raise GanprintError(f"code_grad_scope {o.code_grad_scope!r}: choose one of {', '.join(CODE_GRAD_SCOPES)}")
+    if not 0.0 <= o.code_content_grad <= 1.0:
+        raise GanprintError(f"code_content_grad {o.code_content_grad}: must be between 0 and 1")
     cfg = ScalableConfig(**o.network)
     run = TrainingRun(o, kind=RUN_KIND, what="a scalable fingerprinting", config=cfg, resume=resume,
                       should_stop=should_stop, metrics_kimg=o.metrics_kimg,
@@ -230,6 +234,8 @@ def train_scalable(
 
     gf_params = [*G.parameters(), *F_.parameters()]
     code_params = [*code_parameters(G), *F_.parameters()]
+    code_ids = {id(p) for p in code_params}
+    content_params = [p for p in G.parameters() if id(p) not in code_ids]
     noise_shapes = G.noise_shapes()
     for step in run.steps():
         g = step_generator(o.seed, step)
@@ -260,9 +266,13 @@ def train_scalable(
         opt_F.zero_grad(set_to_none=True)
         if o.code_grad_scope == "all":
             (loss_G + o.c_reconstruction_weight * c_rec).backward(inputs=gf_params)
-        else:  # the code loss may not bend what G draws towards content that carries codes easily
-            loss_G.backward(inputs=gf_params, retain_graph=True)
-            (o.c_reconstruction_weight * c_rec).backward(inputs=code_params)
+        else:  # the code loss may not (or only a little) bend what G draws towards easily coded content
+            share = o.code_content_grad
+            (o.c_reconstruction_weight * c_rec).backward(inputs=gf_params if share else code_params, retain_graph=True)
+            for p in content_params if share else ():
+                if p.grad is not None:
+                    p.grad.mul_(share)
+            loss_G.backward(inputs=gf_params)
         opt_G.step()
         opt_F.step()
 
