@@ -8,7 +8,10 @@ comparisons only; give Inception weights with --feature-network PATH for FIDs co
 published ones). Prints both distances, their difference and their ratio, with each model's
 training length as its config.json records it.
 
-Usage (the baseline recipe of the shipped scalable-32, about 60 minutes on one thread):
+The shipped `gan-32` (recipes/gan-32) is the default baseline; benchmarks/bench_fidelity.py adds
+the classifier's measures (class coverage, precision/recall) and several seeds per arm.
+
+Usage (or train a baseline of your own, about 45 minutes on one thread):
   ganprint gan train --data fashion-mnist-32.zip --preset cpu32 --gamma 0.1 --total-kimg 410 --seed 0 \
       --output-dir runs/baseline
   python benchmarks/bench_fingerprint_cost.py --scalable-network scalable-32 \
@@ -46,7 +49,8 @@ def training_info(network: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scalable-network", default="scalable-32")
-    parser.add_argument("--baseline", required=True, help="unfingerprinted GAN: run folder or model folder")
+    parser.add_argument("--baseline", default="gan-32",
+                        help="unfingerprinted GAN: the shipped gan-32 (default), a run folder or a model folder")
     parser.add_argument("--data", required=True, help="the real images both were trained on")
     parser.add_argument("--num-images", type=int, default=10_000)
     parser.add_argument("--feature-network", default="stand-in", help="'stand-in' or Inception weights path")

@@ -187,6 +187,8 @@ def train_scalable(
                       should_stop=should_stop, metrics_kimg=o.metrics_kimg,
                       description=f"scalable-{o.preset}-{cfg.resolution}px-{o.fingerprint_size}b",
                       postfix=lambda tick: f"bit acc {tick['train/bit_accuracy']:.3f}")  # fmt: skip
+    if o.code_grad_scope != "all" and run.world > 1:  # two backward passes per step: DDP's hooks expect one
+        raise GanprintError("--code-grad-scope code trains in one process only; run it without torchrun")
     augmenter = Augmenter.from_spec(o.augment, o.augment_ramp) if o.augment else None
     B, b, device = run.batch, run.process_batch, run.device
     L = cfg.fingerprint_size
