@@ -132,8 +132,8 @@ CODE_GRAD_SCOPES = ("all", "code")
 
 def code_parameters(G: Generator) -> list[torch.nn.Parameter]:
     """G's parameters that only shape how c acts: the mapping network (c -> w) and every layer's
-    affine (w -> styles). The rest (z's input layer, convolutions, carrier maps, noise strengths)
-    makes the content."""
+    affine (w -> styles). The rest (z's input layer, z's mapping network and affines with z_styles,
+    convolutions, carrier maps, noise strengths) makes the content."""
     return [p for name, p in G.named_parameters() if name.startswith("mapping.") or ".affine." in name]
 
 
