@@ -278,11 +278,14 @@ def test_export_equals_conditioned_generator_through_files(net_fixture, request,
     config = json.loads((exported_dir / "config.json").read_text())
     assert config["kind"] == "ganprint.scalable.fingerprinted" and config["fingerprint"] == fingerprint
     assert exported.F is None and exported.G.mapping is None
-    z = torch.randn(10, 8)
+    z = torch.randn(10, 8, generator=torch.Generator().manual_seed(0))
     c = torch.tensor([float(b) for b in fingerprint]).expand(10, -1)
     torch.testing.assert_close(exported.generate(z), tiny_net.generate(z, c), rtol=0, atol=1e-5)
     raw_full = tiny_net.G(z, c)
-    torch.testing.assert_close(exported.G(z), raw_full, rtol=0, atol=1e-5)
+    # With z styles the exported layers demodulate at run time, summing in another order: float
+    # rounding then grows with the raw outputs' size (up to ~1e-6 of it).
+    rtol = 1e-5 if net_fixture == "tiny_net_z_styles" else 0
+    torch.testing.assert_close(exported.G(z), raw_full, rtol=rtol, atol=1e-5)
     # generating from the exported model records its built-in fingerprint
     generate_images(exported, [0, 1], tmp_path / "gen", progress=False)
     assert {r["fingerprint"] for r in _read_record(tmp_path / "gen")} == {fingerprint}
