@@ -17,7 +17,6 @@ seeds) and its ratio to the first arm's mean.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -25,7 +24,7 @@ import numpy as np
 from ganprint.evaluation.fashion_classifier import CLASS_NAMES, FashionClassifier
 from ganprint.evaluation.fidelity import compare, generator_batches, image_features
 from ganprint.fid import real_image_batches
-from ganprint.io import atomic_write_json
+from ganprint.io import atomic_path, atomic_write_json
 
 COLUMNS = ("frechet_stand_in", "frechet_classifier", "worst_class_factor", "precision", "recall", "density", "coverage")
 
@@ -59,7 +58,8 @@ def plot_shares(rows: dict, real: list[float], path: str) -> None:
     ax.set_title("Class shares of generated images (dotted: a factor 1.5 around 10%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # no half-written plot over an old one
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def main() -> None:
