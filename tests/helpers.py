@@ -125,9 +125,16 @@ def _ddp_worker(rank, world, port, train, options):
             dist.destroy_process_group()
 
 
-def check_two_processes_equal_one(train, options, tmp_path) -> None:
-    """Two processes under DistributedDataParallel end as one process with the same global batch.
-    `options(output_dir)`: a 3-step run's options."""
+def check_two_processes_equal_one(train, options, tmp_path, max_lr: float = 0.01, steps: int = 1) -> None:
+    """Two processes under DistributedDataParallel take the steps one process takes with the same global
+    batch. `options(output_dir)`: the options of a run of `steps` steps; `max_lr` its largest learning rate.
+
+    Best one step, and the gradients compared (the optimizers' first moments: Adam's beta1 is 0 here), not
+    only the weights: a gradient at float-rounding level can have either sign depending on the order
+    of the sums (two half batches or one batch, the number of threads), and Adam turns its sign into a
+    full learning-rate step, which later steps then amplify. So gradients match to rounding relative to
+    each tensor's scale; weights within the bound 2 * lr of such a sign flip, and all but 0.1% of them
+    to rounding."""
     import torch.multiprocessing as mp
 
     mp.spawn(_ddp_worker, args=(2, _free_port(), train, options(tmp_path / "ddp")), nprocs=2, join=True)
@@ -135,10 +142,20 @@ def check_two_processes_equal_one(train, options, tmp_path) -> None:
     single = train(options(tmp_path / "one"))
     a, step_a = checkpoint_tensors(ddp_run)
     b, step_b = checkpoint_tensors(single)
-    assert step_a == step_b == 3
+    assert step_a == step_b == steps
+    moments = [k for k in a if k.startswith("opt_") and k.endswith(("exp_avg", "exp_avg_sq"))]
+    assert moments and any(k.startswith("opt_D") and b[k].abs().max() > 0 for k in moments)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
-    assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a if k.startswith("opt_D"))
+        if not a[k].is_floating_point():
+            torch.testing.assert_close(a[k], b[k], msg=k)
+        elif k in moments:
+            scale = float(b[k].abs().max())
+            torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4 * scale + 1e-12, msg=k)
+        elif not k.startswith("opt_"):
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=2 * max_lr + 1e-5, msg=k)
+    weights = [k for k in a if not k.startswith("opt_") and a[k].is_floating_point()]
+    loose = sum(int((~torch.isclose(a[k], b[k], rtol=1e-3, atol=1e-4)).sum()) for k in weights)
+    assert loose <= 0.001 * sum(a[k].numel() for k in weights), f"{loose} weights differ beyond rounding"
 
 
 FASHION_TEST_IMAGES = Path(__file__).parent / "data" / "fashion-mnist-test-500.npz"

@@ -93,7 +93,8 @@ def test_seed_decides_the_run(data, tmp_path):
 def test_shared_discriminator_pass_equals_two_passes(data, tmp_path):
     # One process shares D's pass over the fakes between G's and D's losses (steps 1 and 3; step 2 has
     # R1); under torchrun each loss has its own pass. Both must train the same networks.
-    check_two_processes_equal_one(train_gan, lambda out: opts(data, out, total_kimg=0.012, snapshot_kimg=0), tmp_path)
+    check_two_processes_equal_one(train_gan, lambda out: opts(data, out, total_kimg=0.012, snapshot_kimg=0), tmp_path,
+                                 steps=3)
 
 
 def test_channels_last_layout_trains_the_same_networks(data, tmp_path):

@@ -170,7 +170,7 @@ def test_same_seed_same_run_other_seed_other_run(blobs, tmp_path):
 
 
 def test_two_process_ddp_equals_one_process(blobs, tmp_path):
-    check_two_processes_equal_one(train_scalable, lambda out: options(blobs, out, total_kimg=0.012, metrics_kimg=0,
+    check_two_processes_equal_one(train_scalable, lambda out: options(blobs, out, total_kimg=0.004, metrics_kimg=0,
                                                                       snapshot_kimg=0), tmp_path)  # fmt: skip
 
 
