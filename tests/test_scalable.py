@@ -157,6 +157,21 @@ def test_runs_from_before_the_decoding_options_resume_as_they_were(blobs, tmp_pa
     assert loaded.decode_both is False and loaded.decode_uint8 is False and loaded.network["carrier_std"] == 0.0
 
 
+def test_carrier_std_option_sets_the_maps_and_is_kept_on_resume(blobs, tmp_path, capsys):
+    assert options(blobs, tmp_path).resolved().network["carrier_std"] == 1.0  # the cpu preset's
+    run = train_scalable(options(blobs, tmp_path, carrier_std=0.0, total_kimg=0.004))
+    assert json.loads((run / "options.json").read_text())["carrier_std"] == 0.0
+    G = ScalableNetwork.from_pretrained(run).G
+    assert all(getattr(m, "carrier", None) is None for m in G.modules())
+    code = run_cli(["scalable", "train", "--resume", str(run), "--carrier-std", "0.1", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "carrier-std 0.0, not 0.1" in err and len(err.splitlines()) == 1
+    small = ScalableNetwork.from_pretrained(train_scalable(options(blobs, tmp_path / "small", carrier_std=0.1,
+                                                                   total_kimg=0.004))).G  # fmt: skip
+    carriers = [m.carrier for m in small.modules() if getattr(m, "carrier", None) is not None]
+    assert carriers and float(torch.cat([c.flatten() for c in carriers]).std()) < 0.2
+
+
 def test_bad_augment_spec_is_a_one_line_error(blobs, tmp_path, capsys):
     code = run_cli(["scalable", "train", "--data", str(blobs), "--output-dir", str(tmp_path / "runs"),
                     "--augment", "noise,sharpen", "--total-kimg", "0.008"])  # fmt: skip

@@ -51,7 +51,8 @@ def _load(network: str, device: str):
 _FIXED_ON_RESUME = (
     "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr", "consistency_weight",
     "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval", "ema_kimg", "ema_rampup", "mirror_augment",
-    "augment", "augment_ramp", "decode_both", "decode_uint8", "code_grad_scope", "code_content_grad", "z_styles", "seed",
+    "augment", "augment_ramp", "decode_both", "decode_uint8", "code_grad_scope", "code_content_grad", "z_styles", "carrier_std",
+    "seed",
 )  # fmt: skip
 
 
@@ -88,6 +89,9 @@ _FIXED_ON_RESUME = (
               help="z also makes styles at every layer through its own mapping network, as in an unfingerprinted "
               "StyleGAN2 (beyond the paper, where z only makes the 4x4 input); folding keeps z's styles and bakes "
               "in c's [default: false].")
+@click.option("--carrier-std", type=click.FloatRange(min=0), default=None,
+              help="Init std of the learned constant maps added to every synthesis layer's input, which the code's "
+              "styles weight into its signal (0: none) [default: the preset's: 1 cpu presets, 0 paper].")
 @click.option("--code-grad-scope", type=click.Choice(["all", "code"]), default="all", show_default=True,
               help="Which generator parameters the code loss trains: all (the paper), or code: only the mapping "
               "network and the style affines, so the code cannot pull the content towards easily coded "

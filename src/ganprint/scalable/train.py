@@ -82,6 +82,7 @@ class TrainOptions(TrainingOptions):
     fingerprint_size: int | None = None  # bits of the code c (default: the preset's, 128)
     res_modulated_range: str | None = None  # e.g. "4-32": resolutions modulated by c (default: all)
     z_styles: bool | None = None  # z also makes styles at every layer (ScalableConfig.z_styles; default: preset's)
+    carrier_std: float | None = None  # init std of the carrier maps (ScalableConfig.carrier_std; 0: none; default: preset's)
     consistency_weight: float = 2.0  # mean (G(z,c) - G(z,c'))^2 (original --decoupleL2-weight)
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
@@ -104,6 +105,8 @@ class TrainOptions(TrainingOptions):
             net["fingerprint_size"] = self.fingerprint_size
         if self.z_styles is not None:
             net["z_styles"] = self.z_styles
+        if self.carrier_std is not None:
+            net["carrier_std"] = self.carrier_std
         if self.res_modulated_range is not None:
             net["res_modulated_range"] = parse_res_range(self.res_modulated_range)
         elif "res_modulated_range" not in (self.network or {}):
@@ -113,7 +116,7 @@ class TrainOptions(TrainingOptions):
         return self.with_preset_defaults(
             t, config, fingerprint_size=config.fingerprint_size,
             res_modulated_range=f"{config.res_modulated_range[0]}-{config.res_modulated_range[1]}", z_styles=config.z_styles,
-            decoder_lr=self.decoder_lr or t.decoder_lr or self.lr or t.lr,
+            carrier_std=config.carrier_std, decoder_lr=self.decoder_lr or t.decoder_lr or self.lr or t.lr,
             c_reconstruction_weight=t.c_reconstruction_weight if self.c_reconstruction_weight is None
             else self.c_reconstruction_weight,
             decode_both=t.decode_both if self.decode_both is None else self.decode_both,
