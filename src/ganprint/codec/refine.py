@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..augment import Augmenter
 from ..errors import GanprintError
+from .informed import as_stored, cosine_adam, frozen, margin_hinge
 from .networks import remove_clipped_mean
 
 # The perturbations of issue 6's robustness targets, a little beyond their levels (as in training).
@@ -61,41 +62,28 @@ class Refiner:
         augment = self._augmenter
         n, device = images.shape[0], images.device
         weights = torch.tensor([1.0, *augment.weights.values()], device=device).view(-1, 1, 1)
-        sign = 2 * bits - 1
         g = torch.Generator().manual_seed(self.seed)
         residual = (marked - images).clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([residual], lr=self.lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps)
-        was_training = decoder.training
-        decoder.eval()
-        params = [p for p in decoder.parameters() if p.requires_grad]
-        for p in params:
-            p.requires_grad_(False)  # gradients for the residual only
-        try:
-            with torch.enable_grad():
-                for _ in tqdm(range(self.steps), desc=f"refine {n} images", unit="step", leave=False,
-                              disable=not self.progress, dynamic_ncols=True):  # fmt: skip
-                    x = (images + residual).clamp(0, 1)
-                    x = x + ((x * 255).round() / 255 - x).detach()  # read what a PNG would hold
-                    views = [x]
-                    for k in range(len(augment.names)):
-                        share = 0.5 + 0.5 * torch.rand(n, generator=g)  # half to full strength
-                        signs = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
-                        offsets = torch.rand(n, 2, generator=g)
-                        noise = torch.randn(x.shape, generator=g)
-                        views.append(augment.apply(x, torch.full((n,), k), share, signs, offsets, noise))
-                    logits = decoder(torch.cat(views)).view(len(views), n, -1)
-                    loss = (weights * torch.relu(self.margin - sign * logits)).mean()
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    with torch.no_grad():
-                        residual.copy_(self._project(images, residual, budget, mean_preserving))
-        finally:
-            for p in params:
-                p.requires_grad_(True)
-            decoder.train(was_training)
+        optimizer, schedule = cosine_adam(residual, self.lr, self.steps)
+        with frozen(decoder), torch.enable_grad():
+            for _ in tqdm(range(self.steps), desc=f"refine {n} images", unit="step", leave=False,
+                          disable=not self.progress, dynamic_ncols=True):  # fmt: skip
+                x = as_stored((images + residual).clamp(0, 1))  # read what a PNG would hold
+                views = [x]
+                for k in range(len(augment.names)):
+                    share = 0.5 + 0.5 * torch.rand(n, generator=g)  # half to full strength
+                    signs = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+                    offsets = torch.rand(n, 2, generator=g)
+                    noise = torch.randn(x.shape, generator=g)
+                    views.append(augment.apply(x, torch.full((n,), k), share, signs, offsets, noise))
+                logits = decoder(torch.cat(views)).view(len(views), n, -1)
+                loss = (weights * margin_hinge(logits, bits, self.margin)).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                with torch.no_grad():
+                    residual.copy_(self._project(images, residual, budget, mean_preserving))
         return (images + residual.detach()).clamp(0, 1)
 
     @staticmethod
