@@ -6,9 +6,10 @@ byte, greyscale still greyscale, 16-bit still 16-bit. The residual is added to t
 
 * RGB, RGBA: 8-bit colour; RGBA's alpha is copied unchanged (not composited away).
 * L, LA: 8-bit grey; the codec marks the grey replicated to RGB and the mean of the marked channels
-  is the new grey. Only the residual's grey part survives that: codec-any reads colour, and its
-  fingerprint does not survive in grey (bit accuracy 0.51 on a photo crop that reads 0.99 in RGB;
-  tests/test_codec_anysize_cli.py keeps it as an expected failure). I;16 (16-bit grey; I;16B/I;16L come back as I;16, the same values): white 65535.
+  is the new grey. Only the residual's grey part survives that: codec-any's residual is mostly
+  colour (bit accuracy 0.52 in grey on a photo crop that reads 0.99 in RGB), so it makes a grey one
+  for greyscale images (codec/anysize_refine.py), which its decoder reads only in part (0.73 there;
+  tests/test_codec_anysize_cli.py keeps the 0.9 target as an expected failure). I;16 (16-bit grey; I;16B/I;16L come back as I;16, the same values): white 65535.
   I (32-bit integer) and F (float) grey: white 255 or 65535 by the largest value (F within [0, 1]:
   white 1), as `ganprint.data` reads them; larger values are refused. F stays unrounded.
 * P: a palette cannot hold a residual, so it comes back as RGB, or RGBA when it has transparency;
@@ -52,6 +53,18 @@ def white_level(im: Image.Image) -> float:
     if peak <= 65535:
         return 65535.0
     raise GanprintError(f"{im.mode} image with values up to {peak:g}: beyond 16 bits; convert it to 16 bits first")
+
+
+def stays_grey(im: Image.Image) -> bool:
+    """Whether `im` comes back greyscale (marked_like keeps only the grey part of a residual)."""
+    return im.mode in _GREY
+
+
+def storage_levels(im: Image.Image) -> float | None:
+    """Steps per unit of the values `marked_like` writes for `im`: 255 (8 bits), 65535 (16), None for F."""
+    if im.mode == "F":
+        return None
+    return white_level(im) if im.mode in _GREY else 255.0
 
 
 def _alpha(im: Image.Image) -> Image.Image | None:

@@ -146,10 +146,12 @@ def train(resume, quiet, **kwargs) -> None:
               help="The fingerprint to embed in every image, as 0/1 characters or hexadecimal.")
 @click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="ganprint arch: residual RMS instead of the model's (higher: more robust, less invisible).")
-@click.option("--refine-steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Informed embedding: Adam steps per image that tune its residual against the decoder through "
-                   "JPEG, crops, noise, blur and brightness, at the same PSNR (harder to erase; 40 steps take about "
-                   "0.45 s per 32px image on two CPU cores). Needs a full codec.")
+@click.option("--refine-steps", type=click.IntRange(min=0), default=None,
+              help="Informed embedding: Adam steps per image that tune its residual against the decoder at no lower "
+                   "PSNR. Fixed-resolution codecs: through JPEG, crops, noise, blur and brightness (harder to erase; "
+                   "40 steps take about 0.45 s per 32px image on two CPU cores); default 0. Any-size codecs: at "
+                   "working resolution, until every bit reads with a margin after 8-bit rounding; default: 10 for "
+                   "greyscale images (whose residual is made grey), 0 for colour. Needs a full codec.")
 @click.option("--format", "image_format", type=click.Choice(list(OUTPUT_FORMATS)), default="png", show_default=True,
               help="Any-size codecs: the file format written (EXIF, ICC profile and DPI carried over; PNG text "
                    "chunks in PNG only; alpha kept in PNG and WebP). Fixed-resolution codecs write PNG.")
@@ -175,6 +177,7 @@ def embed(model, data_dir, output_dir, image_resolution, celeba, identical, fing
       ganprint codec embed --data_dir photos/ --output_dir marked/ --format jpeg --quality 90
       ganprint codec embed --data_dir photos/ --output_dir marked/ --fingerprint 0x9f3c...  (25 hex digits)
       ganprint codec embed --model codec-32-robust --refine-steps 40 --data_dir photos/ --output_dir marked/
+      ganprint codec embed --model codec-any --refine-steps 10 --data_dir photos/ --output_dir marked/
       ganprint codec embed --encoder_path CelebA_128x128_encoder.pth --data_dir celeba/ \\
           --use_celeba_preprocessing --image_resolution 128 --output_dir marked/ --identical_fingerprints
     """

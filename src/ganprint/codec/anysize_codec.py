@@ -16,11 +16,15 @@ from ..detection import DEFAULT_FALSE_POSITIVE_RATE, DetectionResult
 from ..device import resolve_device
 from ..errors import GanprintError
 from ..fingerprints import fingerprint_batch, parse_fingerprint
-from ..image_modes import marked_like, rgb_for_marking
+from ..image_modes import marked_like, rgb_for_marking, stays_grey, storage_levels
 from ..pretrained import resolve_model_dir
 from .anysize import KIND, AnySizeConfig, FoldingDecoder, build_encoder, check_image_size, to_native, to_working
+from .anysize_refine import AnySizeRefiner
 
 SUBCELL_SHIFTS = (0, 2, 4, 6)  # px moves of the reduced views (the decoder's cells are 8 px)
+# informed-embedding steps a greyscale image gets by default (its colour residual would average away);
+# colour images get none unless asked: docs/codec-design.md, "Informed embedding at working resolution"
+GREY_REFINE_STEPS = 10
 
 Images = torch.Tensor | Image.Image | Sequence[Image.Image] | Sequence[torch.Tensor]
 
@@ -76,19 +80,41 @@ class AnySizeCodec(nn.Module):
         return fingerprint_batch(fingerprints, count, self.config.fingerprint_length).to(self.device)
 
     # -------------------------------------------------------------------------------- the verbs
-    @torch.inference_mode()
-    def residual(self, image: torch.Tensor, bits: torch.Tensor, strength: float | None = None) -> torch.Tensor:
-        """The residual at native size for one (1,3,H,W) image and (1,L) bits."""
+    def residual(self, image: torch.Tensor, bits: torch.Tensor, strength: float | None = None,
+                 refiner: AnySizeRefiner | None = None, grey: bool = False, levels: float | None = 255) -> torch.Tensor:  # fmt: skip
+        """The residual at native size for one (1,3,H,W) image and (1,L) bits; with a `refiner`, tuned
+        against the decoder (codec/anysize_refine.py), one grey channel with `grey` (broadcast to RGB)."""
         h, w = image.shape[-2:]
-        r = self.encoder(to_working(image, self.config.working_resolution), bits, rms=strength)
+        with torch.no_grad():
+            r = self.encoder(to_working(image, self.config.working_resolution), bits, rms=strength)
         if not torch.isfinite(r).all():
             raise GanprintError("the encoder produced non-finite values: the model is broken")
-        return to_native(r, h, w)
+        if refiner is not None:
+            r = refiner(self.decoder, image, bits, r, self.config.mask_floor, grey, levels)
+        with torch.no_grad():
+            return to_native(r, h, w)
 
-    def embed(self, images: Images, fingerprints, strength: float | None = None):
+    def refiner_for(self, refine: int | AnySizeRefiner | None, grey: bool) -> AnySizeRefiner | None:
+        """What `embed`'s `refine` means for one image: None (the default) refines greyscale images with
+        GREY_REFINE_STEPS steps and leaves colour ones to the encoder; a number is the steps for every image."""
+        if refine is None:  # an encoder alone cannot refine: its grey images are embedded as before
+            refine = GREY_REFINE_STEPS if grey and self.decoder is not None else 0
+        if isinstance(refine, int) and not isinstance(refine, bool):
+            refine = AnySizeRefiner(steps=refine) if refine else None
+        elif not isinstance(refine, AnySizeRefiner) and refine is not None:
+            raise GanprintError(f"refine must be a number of steps or an AnySizeRefiner, got {refine!r}")
+        if refine is not None and refine.steps and self.decoder is None:
+            raise GanprintError("refining the embedding needs the codec's decoder; give a full codec")
+        return refine if refine is not None and refine.steps else None
+
+    def embed(self, images: Images, fingerprints, strength: float | None = None,
+              refine: int | AnySizeRefiner | None = None):  # fmt: skip
         """Fingerprint images of any size. `fingerprints`: one (L,) or one per image (N, L), 0/1, or a
         bits/hex string. PIL images come back as PIL images of the same size and mode (alpha, greyscale
-        and 16-bit kept); tensors (3,H,W) in [0,1] as tensors. `strength` overrides the residual RMS."""
+        and 16-bit kept); tensors (3,H,W) in [0,1] as tensors. `strength` overrides the residual RMS.
+        `refine`: steps of informed embedding per image (codec/anysize_refine.py: every bit read with a
+        margin, at no lower PSNR); None: greyscale PIL images get GREY_REFINE_STEPS and a grey residual
+        (a colour one averages away in grey), colour images none."""
         if self.encoder is None:
             raise GanprintError("this codec has no encoder (it was built from a decoder only)")
         items, kind = self._as_list(images)
@@ -96,8 +122,12 @@ class AnySizeCodec(nn.Module):
         out = []
         for i, item in enumerate(items):
             x = self._tensor(item, i)
-            marked = (x + self.residual(x, bits[i : i + 1], strength)).clamp_(0, 1)[0]  # clamped in place: one copy less
-            out.append(marked_like(item, marked.cpu()) if isinstance(item, Image.Image) else marked)
+            pil = isinstance(item, Image.Image)
+            grey = pil and stays_grey(item)
+            refiner = self.refiner_for(refine, grey)
+            r = self.residual(x, bits[i : i + 1], strength, refiner, grey, storage_levels(item) if pil else 255)
+            marked = (x + r).clamp_(0, 1)[0]  # clamped in place: one copy less
+            out.append(marked_like(item, marked.cpu()) if pil else marked)
         if kind in ("pil", "single-tensor"):
             return out[0]
         return torch.stack(out) if kind == "tensor" else out

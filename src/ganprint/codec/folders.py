@@ -110,7 +110,7 @@ def embed_folder(
     overwrite: bool = False,
     progress: bool = True,
     on_bad: Callable[[str, str], None] | None = None,
-    refine: int = 0,
+    refine: int | None = None,
     image_format: str = "png",
     quality: int = DEFAULT_QUALITY,
 ) -> EmbedSummary:
@@ -118,7 +118,8 @@ def embed_folder(
 
     `fingerprint` (bits or hex) is used for every image; else `identical` draws one random
     fingerprint for all, and otherwise every image gets its own; random draws follow `seed` in
-    output-name order. `refine`: steps of informed embedding per image (codec/refine.py). With
+    output-name order. `refine`: steps of informed embedding per image (codec/refine.py; any-size
+    codecs: codec/anysize_refine.py, and None refines greyscale images only). With
     `overwrite`, the earlier `fingerprinted_images/` is replaced as a whole once the run has
     succeeded, so the folder always matches the bits file. An any-size codec writes each image at
     its own size and mode as `image_format` (png, jpeg, webp; `quality` for the lossy two).
@@ -131,7 +132,7 @@ def embed_folder(
     if image_format not in OUTPUT_FORMATS:
         raise GanprintError(f"unknown image format {image_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     if any_size:
-        _check_native_options(celeba, refine)
+        _check_native_options(celeba)
     elif image_format != "png":
         raise GanprintError(
             f"--format {image_format} needs an any-size codec; {codec.config.resolution}x{codec.config.resolution} "
@@ -161,8 +162,8 @@ def embed_folder(
         bar = tqdm(total=len(source), desc="embed", unit="img", disable=not progress, dynamic_ncols=True)
         with atomic_path(out / EMBEDDED_FILE) as tmp, open(tmp, "w", encoding="utf-8") as lines:
             if any_size:
-                count = _embed_native(codec, source, order, names, staging, lines, shared, g, strength, image_format,
-                                      quality, strict, on_bad, bar)  # fmt: skip
+                count = _embed_native(codec, source, order, names, staging, lines, shared, g, strength, refine,
+                                      image_format, quality, strict, on_bad, bar)  # fmt: skip
             else:
                 for batch_names, images in iterate_batches(
                     source, codec.config.resolution, batch_size, celeba=celeba, strict=strict, order=order,
@@ -170,7 +171,7 @@ def embed_folder(
                 ):  # fmt: skip
                     n = images.shape[0]
                     bits = shared.expand(n, -1) if shared is not None else torch.randint(0, 2, (n, length), generator=g).float()
-                    marked = codec.embed(images, bits, batch_size=batch_size, strength=strength, refine=refine).cpu()
+                    marked = codec.embed(images, bits, batch_size=batch_size, strength=strength, refine=refine or 0).cpu()
                     for name, image, b in zip(batch_names, marked, bits):
                         save_png(tensor_to_pil(image), staging / names[name])
                         lines.write(f"{names[name]} {bits_to_str(b)}\n")
@@ -184,12 +185,10 @@ def embed_folder(
     return EmbedSummary(count, out, bits_to_str(shared) if shared is not None else None)
 
 
-def _check_native_options(celeba: bool, refine: int) -> None:
+def _check_native_options(celeba: bool) -> None:
     if celeba:
         raise GanprintError("--use_celeba_preprocessing is for fixed-resolution codecs; this codec reads images at "
                             "their own size (choose e.g. --model codec-32 for the original preprocessing)")  # fmt: skip
-    if refine:
-        raise GanprintError("--refine-steps is for fixed-resolution codecs (e.g. --model codec-32), not this any-size codec")
 
 
 def _warn_skipped(name: str, message: str) -> None:
@@ -223,17 +222,18 @@ def _native_images(
         raise GanprintError(f"{source.spec}: none of the {len(source)} images could be read")
 
 
-def _embed_native(codec, source, order, names, staging, lines, shared, g, strength, image_format, quality, strict,
-                  on_bad, bar) -> int:  # fmt: skip
+def _embed_native(codec, source, order, names, staging, lines, shared, g, strength, refine, image_format, quality,
+                  strict, on_bad, bar) -> int:  # fmt: skip
     """embed_folder for an any-size codec: each image at its own size and mode, written with its metadata."""
     count = 0
     for i, f in _native_images(codec, source, order, strict, on_bad, bar):
         name = source.names[i]
         bits = shared if shared is not None else torch.randint(0, 2, (codec.config.fingerprint_length,), generator=g).float()
         if f.deep is not None:  # 16-bit colour: marked as a tensor, written at 16 bits
-            marked = marked_like_rgb16(f.deep, codec.embed(rgb16_for_marking(f.deep), bits, strength=strength))
+            marked = marked_like_rgb16(f.deep, codec.embed(rgb16_for_marking(f.deep), bits, strength=strength,
+                                                                 refine=refine))
         else:
-            marked = codec.embed(f.image, bits, strength=strength)
+            marked = codec.embed(f.image, bits, strength=strength, refine=refine)
         try:
             write_image_file(staging / names[name], marked, f, image_format, quality, label=source.location(i))
         except BadImageError as e:  # e.g. alpha for a JPEG
@@ -307,7 +307,7 @@ def detect_folder(
     if codec.decoder is None:
         raise GanprintError("this model has no decoder; give a decoder or a full codec")
     if any_size:
-        _check_native_options(celeba, 0)
+        _check_native_options(celeba)
     length = codec.config.fingerprint_length
     null = null or NullModel.fair(length)
     threshold = null.threshold(false_positive_rate)
