@@ -3,7 +3,7 @@
 # (src/ganprint/assets/models/scalable-32): Fashion-MNIST at 32x32, 128-bit fingerprints, the cpu32
 # preset (carrier maps, F learning rate 0.01, gamma 1, code-loss weight 10, F reading both codes
 # through 8-bit rounding; the training flags are given explicitly below so that the recipe does not
-# depend on the preset's defaults, except the carrier maps, which only the preset sets), seed 0, then
+# depend on the preset's defaults), seed 0, then
 # the decoder tuned alone on the final snapshot. Run from the project root where ganprint is
 # installed and the Debian package dataset-fashion-mnist is present. On one CPU thread (~65
 # images/s) 300 kimg take about 80 minutes, 2 threads are faster; Ctrl-C stops with a checkpoint
@@ -11,7 +11,10 @@
 # TOTAL_KIMG: the shipped snapshot's kimg is in its config.json ("training": {"kimg": ...}).
 #
 # NAME, AUGMENT, BITS, CODE_WEIGHT and CONSISTENCY_WEIGHT (environment) make the immunized variants:
-# recipes/scalable-32-immunized/recipe.sh and recipes/scalable-32-robust/recipe.sh.
+# recipes/scalable-32-immunized/recipe.sh and recipes/scalable-32-robust/recipe.sh. Z_STYLES, CARRIER_STD
+# and SEED make the fidelity arms of docs/scalable.md ("Fidelity"), e.g. the chosen one, seed 1:
+# (SHIP=false: train, tune and measure, without replacing the shipped model):
+#   SHIP=false Z_STYLES=true CARRIER_STD=0.1 CONSISTENCY_WEIGHT=30 SEED=1 bash recipes/scalable-32/recipe.sh runs/fid-s1 200
 #
 #   bash recipes/scalable-32/recipe.sh [WORK_DIR] [TOTAL_KIMG]
 set -euo pipefail
@@ -21,6 +24,10 @@ total_kimg=${2:-300}
 bits=${BITS:-128}                # fingerprint length
 code_weight=${CODE_WEIGHT:-10}   # weight of F's code loss against the adversarial loss
 consistency_weight=${CONSISTENCY_WEIGHT:-2}  # weight of G(z, c) ~ G(z, c'): keeps z deciding the content
+z_styles=${Z_STYLES:-false}      # z also makes styles at every layer (beyond the paper)
+carrier_std=${CARRIER_STD:-1}    # init std of the carrier maps the code's styles weight
+seed=${SEED:-0}
+ship=${SHIP:-true}
 mkdir -p "$work"
 # Immunized training: F reads G's images through these perturbations, and is tuned through them.
 train_augment=() tune_augment=()
@@ -42,19 +49,24 @@ else
     ganprint scalable train --data "$work/fashion-mnist-32.zip" --output-dir "$work" --preset cpu32 \
         --watermark-size "$bits" --decoder-lr 0.01 --gamma 1 --c-reconstruction-weight "$code_weight" \
         --consistency-weight "$consistency_weight" --decode-both true --decode-uint8 true "${train_augment[@]}" \
-        --total-kimg "$total_kimg" --seed 0 --metrics-kimg 20 --snapshot-kimg 20 --tick-kimg 1
+        --z-styles "$z_styles" --carrier-std "$carrier_std" \
+        --total-kimg "$total_kimg" --seed "$seed" --metrics-kimg 20 --snapshot-kimg 20 --tick-kimg 1
     run=$(ls -d "$work"/0*-scalable-cpu32-32px-${bits}b | tail -n 1)
 fi
 
 # 3. Tune the decoder alone on the final snapshot's generator (8-bit images; G is unchanged).
 snapshot=$(ls -d "$run"/network-snapshot-* | tail -n 1)
 ganprint scalable tune-decoder --network "$snapshot" --output "$run/tuned" --kimg 40 --lr 0.001 --batch 32 \
-    "${tune_augment[@]}" --seed 0 --overwrite
+    "${tune_augment[@]}" --seed "$seed" --overwrite
 
 # 4. Check it on 10,000 generated PNG-quantised images, then ship it with half-precision weights
 #    (loading casts them back to float32), and measure the shipped copy the same way.
 ganprint scalable metrics --network "$run/tuned" --data "$work/fashion-mnist-32.zip" --num-images 10000 \
     --fid-weights stand-in --output "$run/metrics-final.json"
+if [ "$ship" != true ]; then
+    echo "trained and measured $run/tuned (not shipped: SHIP=$ship)"
+    exit 0
+fi
 rm -rf "src/ganprint/assets/models/$name"
 mkdir -p "src/ganprint/assets/models/$name"
 cp "$run/tuned/config.json" "src/ganprint/assets/models/$name/"
