@@ -22,8 +22,8 @@ Greyscale (`grey=True`): the residual is one channel added to all three, so that
 image staying greyscale (the encoder's residual is mostly colour and averages away in grey). Its
 energy budget is the colour residual's.
 
-The optimisation stops early once every bit clears the margin: an image the encoder already marks
-well costs one decoder pass more than plain embedding.
+The optimisation stops early once every bit clears the largest margin: an image the encoder already
+marks well costs one decoder pass more than plain embedding.
 """
 
 from __future__ import annotations
@@ -61,14 +61,17 @@ def native_change_rms(image: torch.Tensor, residual: torch.Tensor) -> float:
 class AnySizeRefiner:
     steps: int = 10  # Adam steps at most; 0 = the encoder's residual unchanged
     lr: float = 3e-3  # Adam step size on the mask-divided residual ([0, 1] pixel units), cosine-decayed
-    margin: float = 3.0  # logit margin each bit should clear (hinge loss)
+    # logit margins each bit should clear: one hinge loss per margin, summed, so bits below the first are
+    # pulled twice as hard. The second keeps strong bits strong: with refine.py's 3 alone the weak bits were
+    # lifted by draining strong ones, which a crop's reduced-size reading then missed (docs/codec-design.md)
+    margins: tuple[float, ...] = (3.0, 8.0)
     proxy_side: int = DEFAULT_PROXY_SIDE  # long side of the image stand-in the steps see (px)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
             raise GanprintError(f"refine steps must be a whole number >= 0, got {self.steps!r}")
-        if not self.lr > 0 or not self.margin > 0:
-            raise GanprintError("refine lr and margin must be positive")
+        if not self.lr > 0 or not self.margins or not all(m > 0 for m in self.margins):
+            raise GanprintError("refine lr and margins must be positive")
         if not isinstance(self.proxy_side, int) or self.proxy_side < 64:
             raise GanprintError(f"refine proxy side must be a whole number >= 64, got {self.proxy_side!r}")
 
@@ -93,9 +96,9 @@ class AnySizeRefiner:
             for _ in range(self.steps):
                 stored = as_stored((proxy + to_native(mask * v, *proxy.shape[-2:])).clamp(0, 1), levels)
                 logits = decoder.read(decoder.fold(to_working(stored, size)), no_shift, no_shift)  # the uncropped reading
-                shortfall = margin_hinge(logits, bits, self.margin)
+                shortfall = sum(margin_hinge(logits, bits, m) for m in self.margins)
                 if not shortfall.any():
-                    break  # every bit clears the margin
+                    break  # every bit clears every margin
                 optimizer.zero_grad()
                 shortfall.mean().backward()
                 optimizer.step()
