@@ -11,7 +11,7 @@ from PIL import Image
 
 from ganprint.codec.anysize import AnySizeConfig
 from ganprint.codec.anysize_codec import AnySizeCodec
-from ganprint.codec.anysize_refine import AnySizeRefiner, proxy_size
+from ganprint.codec.anysize_refine import AnySizeRefiner, jpeg_view, proxy_size
 from ganprint.errors import GanprintError
 
 BITS = torch.tensor([1.0, 0.0] * 50)
@@ -88,6 +88,16 @@ def test_bad_refine_settings_are_refused():
     assert encoder_only.embed(grey, BITS).mode == "L"  # by default an encoder alone embeds grey unrefined
 
 
+def test_jpeg_view_takes_any_size_and_passes_gradients():
+    x = photo(70, 90).unsqueeze(0).requires_grad_(True)  # not whole 16 px blocks
+    y = jpeg_view(x, 50)
+    assert y.shape == x.shape and not torch.allclose(y, x, atol=1e-3)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(GanprintError, match="JPEG quality"):
+        AnySizeRefiner(jpeg_quality=0)
+
+
 def test_proxy_keeps_the_aspect_ratio_and_the_working_resolution():
     assert proxy_size(1080, 1920, 128, 256) == (144, 256)
     assert proxy_size(200, 300, 128, 256) == (171, 256)
@@ -153,6 +163,17 @@ def test_refining_reads_every_bit_back_from_a_png_where_the_plain_encoder_misses
         clean = np.asarray(image, dtype=np.float64)
         assert _rms(np.asarray(refined, dtype=np.float64) - clean) <= _rms(np.asarray(plain, dtype=np.float64) - clean) + 0.05
     assert acc_plain < 1.0 and acc_refined == 1.0 and short_refined < short_plain
+
+
+@shipped
+def test_refining_through_a_jpeg_view_makes_a_small_image_survive_jpeg_75(codec_any, coffee, tmp_path):
+    image = coffee.crop((300, 100, 556, 356)).convert("RGB")  # 256 px: the stand-in is the image itself
+    accuracy = {}
+    for name, refine in (("plain", 0), ("refined", AnySizeRefiner(steps=10)), ("no-view", AnySizeRefiner(10, jpeg_quality=None))):
+        codec_any.embed(image, BITS, refine=refine).save(tmp_path / f"{name}.jpg", quality=75)
+        with Image.open(tmp_path / f"{name}.jpg") as jpeg:
+            accuracy[name] = _read(codec_any, jpeg.convert("RGB"), BITS)[0]
+    assert accuracy["refined"] > max(accuracy["plain"], accuracy["no-view"]), accuracy
 
 
 @shipped

@@ -2,7 +2,7 @@
 for the any-size one): a decoder frozen so that gradients reach the residual only, reading the image as
 a file would store it, the margin hinge every bit should clear, and Adam on a cosine schedule.
 
-No kornia here: the any-size codec refines greyscale images by default and must not pay for its import."""
+No kornia here: refine.py's attack views need it, and the any-size refiner loads it only for its JPEG view."""
 
 from __future__ import annotations
 
