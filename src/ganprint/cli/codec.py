@@ -150,8 +150,10 @@ def train(resume, quiet, **kwargs) -> None:
               help="Informed embedding: Adam steps per image that tune its residual against the decoder at no lower "
                    "PSNR. Fixed-resolution codecs: through JPEG, crops, noise, blur and brightness (harder to erase; "
                    "40 steps take about 0.45 s per 32px image on two CPU cores); default 0. Any-size codecs: at "
-                   "working resolution, until every bit reads with a margin after 8-bit rounding; default: 10 for "
-                   "greyscale images (whose residual is made grey), 0 for colour. Needs a full codec.")
+                   "working resolution, until every bit reads with a margin after 8-bit rounding and after JPEG 75 "
+                   "(codec-any, 10 steps: every bit back from a PNG, small images survive JPEG 75 better; several "
+                   "times the embed time); default: 10 for greyscale images (whose residual is made grey), 0 for "
+                   "colour. Needs a full codec.")
 @click.option("--format", "image_format", type=click.Choice(list(OUTPUT_FORMATS)), default="png", show_default=True,
               help="Any-size codecs: the file format written (EXIF, ICC profile and DPI carried over; PNG text "
                    "chunks in PNG only; alpha kept in PNG and WebP). Fixed-resolution codecs write PNG.")
