@@ -96,9 +96,11 @@ class AnySizeCodec(nn.Module):
 
     def refiner_for(self, refine: int | AnySizeRefiner | None, grey: bool) -> AnySizeRefiner | None:
         """What `embed`'s `refine` means for one image: None (the default) refines greyscale images with
-        GREY_REFINE_STEPS steps and leaves colour ones to the encoder; a number is the steps for every image."""
+        GREY_REFINE_STEPS steps (without the JPEG view) and leaves colour ones to the encoder; a number is
+        the steps for every image (AnySizeRefiner's defaults)."""
         if refine is None:  # an encoder alone cannot refine: its grey images are embedded as before
-            refine = GREY_REFINE_STEPS if grey and self.decoder is not None else 0
+            # no JPEG view for the default: it doubles the cost and grey reads no better clean (docs/codec-design.md)
+            refine = AnySizeRefiner(GREY_REFINE_STEPS, jpeg_quality=None) if grey and self.decoder is not None else 0
         if isinstance(refine, int) and not isinstance(refine, bool):
             refine = AnySizeRefiner(steps=refine) if refine else None
         elif not isinstance(refine, AnySizeRefiner) and refine is not None:
