@@ -1,5 +1,4 @@
 import csv
-import dataclasses
 import json
 import zipfile
 
@@ -171,20 +170,6 @@ def test_carrier_std_option_sets_the_maps_and_is_kept_on_resume(blobs, tmp_path,
                                                                    total_kimg=0.004))).G  # fmt: skip
     carriers = [m.carrier for m in small.modules() if getattr(m, "carrier", None) is not None]
     assert carriers and float(torch.cat([c.flatten() for c in carriers]).std()) < 0.2
-
-
-def test_consistency_ramp_grows_the_weight_from_zero_and_old_runs_have_none(blobs, tmp_path):
-    from ganprint.scalable.train import consistency_weight
-
-    ramped = options(blobs, tmp_path, consistency_weight=30.0, consistency_ramp_kimg=2.0)
-    assert [consistency_weight(ramped, n) for n in (0, 500, 2000, 9000)] == [0.0, 7.5, 30.0, 30.0]
-    assert consistency_weight(options(blobs, tmp_path, consistency_weight=30.0), 0) == 30.0
-    run = train_scalable(dataclasses.replace(ramped, total_kimg=0.004))
-    saved = json.loads((run / "options.json").read_text())
-    assert saved["consistency_ramp_kimg"] == 2.0 and load_run_options(run).consistency_ramp_kimg == 2.0
-    del saved["consistency_ramp_kimg"]  # a run from before the option: full weight from the start
-    (run / "options.json").write_text(json.dumps(saved))
-    assert load_run_options(run).consistency_ramp_kimg == 0.0
 
 
 def test_bad_augment_spec_is_a_one_line_error(blobs, tmp_path, capsys):

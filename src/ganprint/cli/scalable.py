@@ -50,7 +50,7 @@ def _load(network: str, device: str):
 # Options that shape the training itself: a resumed run must keep them.
 _FIXED_ON_RESUME = (
     "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr",
-    "consistency_weight", "consistency_ramp_kimg", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
+    "consistency_weight", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
     "ema_kimg", "ema_rampup", "mirror_augment", "augment", "augment_ramp", "decode_both", "decode_uint8",
     "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "seed",
 )  # fmt: skip
@@ -69,9 +69,6 @@ _FIXED_ON_RESUME = (
               help="Resolutions whose layers c modulates, e.g. 4-32 [default: all].")
 @click.option("--consistency-weight", "--decoupleL2-weight", "--decoupleL2_weight", "consistency_weight", type=float,
               default=2.0, show_default=True, help="Weight of mean (G(z,c) - G(z,c'))^2.")
-@click.option("--consistency-ramp-kimg", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Grow the consistency weight linearly from 0 over these kimg, so that the code is readable "
-              "before G is held to one image for every code (0: full weight from the start).")
 @click.option("--z-reconstruction-weight", "--latentsRecL2-weight", "--latentsRecL2_weight", "z_reconstruction_weight",
               type=float, default=1.0, show_default=True, help="Weight of mean (z - F_z(G(z,c)))^2.")
 @click.option("--c-reconstruction-weight", "--watermarkCls-weight", "--watermarkCls_weight", "c_reconstruction_weight",

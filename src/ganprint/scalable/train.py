@@ -84,7 +84,6 @@ class TrainOptions(TrainingOptions):
     z_styles: bool | None = None  # z also makes styles at every layer (ScalableConfig.z_styles; default: preset's)
     carrier_std: float | None = None  # carrier maps' init std (ScalableConfig.carrier_std; 0: none; default: preset's)
     consistency_weight: float = 2.0  # mean (G(z,c) - G(z,c'))^2 (original --decoupleL2-weight)
-    consistency_ramp_kimg: float = 0.0  # consistency weight grows linearly from 0 over these kimg (0: full at once)
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
@@ -129,8 +128,7 @@ class TrainOptions(TrainingOptions):
 
 
 # Options added after runs were made: an options.json without them means what the loop did then.
-_LEGACY = {"consistency_ramp_kimg": 0.0, "decode_both": False, "decode_uint8": False, "code_grad_scope": "all",
-           "code_content_grad": 0.0,
+_LEGACY = {"decode_both": False, "decode_uint8": False, "code_grad_scope": "all", "code_content_grad": 0.0,
            "network": {"carrier_std": 0.0}}  # fmt: skip
 CODE_GRAD_SCOPES = ("all", "code")
 
@@ -140,15 +138,6 @@ def code_parameters(G: Generator) -> list[torch.nn.Parameter]:
     affine (w -> styles). The rest (z's input layer, z's mapping network and affines with z_styles,
     convolutions, carrier maps, noise strengths) makes the content."""
     return [p for name, p in G.named_parameters() if name.startswith("mapping.") or ".affine." in name]
-
-
-def consistency_weight(options: TrainOptions, images_seen: int) -> float:
-    """The consistency loss's weight after `images_seen` images. A ramp from 0 lets the code change the
-    images enough for F to start reading it before G is held to drawing the same image for every code:
-    at full weight from the first step, G learned to ignore c within 20 kimg and, on some seeds, F never
-    found a signal to start from (bit accuracy 0.50 after 40 kimg; docs/scalable.md, Fidelity)."""
-    ramp = options.consistency_ramp_kimg * 1000
-    return options.consistency_weight * (min(1.0, images_seen / ramp) if ramp > 0 else 1.0)
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
@@ -277,7 +266,7 @@ def train_scalable(
         c_logits = codes_logits[:b]
         z_rec = (z_hat - latents).square().mean()
         c_rec = F.binary_cross_entropy_with_logits(codes_logits, codes)
-        loss_G = adversarial + consistency_weight(o, step * B) * consistency + o.z_reconstruction_weight * z_rec
+        loss_G = adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)
         if o.code_grad_scope == "all":
