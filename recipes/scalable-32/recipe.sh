@@ -11,10 +11,11 @@
 # TOTAL_KIMG: the shipped snapshot's kimg is in its config.json ("training": {"kimg": ...}).
 #
 # NAME, AUGMENT, BITS, CODE_WEIGHT and CONSISTENCY_WEIGHT (environment) make the immunized variants:
-# recipes/scalable-32-immunized/recipe.sh and recipes/scalable-32-robust/recipe.sh. Z_STYLES, CARRIER_STD
-# and SEED make the fidelity arms of docs/scalable.md ("Fidelity"), e.g. the chosen one, seed 1:
-# (SHIP=false: train, tune and measure, without replacing the shipped model):
-#   SHIP=false Z_STYLES=true CARRIER_STD=0.1 CONSISTENCY_WEIGHT=30 SEED=1 bash recipes/scalable-32/recipe.sh runs/fid-s1 200
+# recipes/scalable-32-immunized/recipe.sh and recipes/scalable-32-robust/recipe.sh. Z_STYLES, CARRIER_STD,
+# PAIRED_WEIGHT and SEED make the fidelity arms of docs/scalable.md ("Fidelity"), e.g. the chosen one,
+# seed 1 (SHIP=false: train, tune and measure, without replacing the shipped model):
+#   SHIP=false Z_STYLES=true CARRIER_STD=0.1 CONSISTENCY_WEIGHT=30 PAIRED_WEIGHT=10 SEED=1 \
+#       bash recipes/scalable-32/recipe.sh runs/fid-s1 200
 #
 #   bash recipes/scalable-32/recipe.sh [WORK_DIR] [TOTAL_KIMG]
 set -euo pipefail
@@ -26,6 +27,7 @@ code_weight=${CODE_WEIGHT:-10}   # weight of F's code loss against the adversari
 consistency_weight=${CONSISTENCY_WEIGHT:-2}  # weight of G(z, c) ~ G(z, c'): keeps z deciding the content
 z_styles=${Z_STYLES:-false}      # z also makes styles at every layer (beyond the paper)
 carrier_std=${CARRIER_STD:-1}    # init std of the carrier maps the code's styles weight
+paired_weight=${PAIRED_WEIGHT:-0}  # weight of F's code loss on logit differences (G(z, c) vs G(z, c'))
 seed=${SEED:-0}
 ship=${SHIP:-true}
 mkdir -p "$work"
@@ -49,7 +51,7 @@ else
     ganprint scalable train --data "$work/fashion-mnist-32.zip" --output-dir "$work" --preset cpu32 \
         --watermark-size "$bits" --decoder-lr 0.01 --gamma 1 --c-reconstruction-weight "$code_weight" \
         --consistency-weight "$consistency_weight" --decode-both true --decode-uint8 true "${train_augment[@]}" \
-        --z-styles "$z_styles" --carrier-std "$carrier_std" \
+        --z-styles "$z_styles" --carrier-std "$carrier_std" --paired-code-weight "$paired_weight" \
         --total-kimg "$total_kimg" --seed "$seed" --metrics-kimg 20 --snapshot-kimg 20 --tick-kimg 1
     run=$(ls -d "$work"/0*-scalable-cpu32-32px-${bits}b | tail -n 1)
 fi

@@ -52,7 +52,8 @@ _FIXED_ON_RESUME = (
     "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr",
     "consistency_weight", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
     "ema_kimg", "ema_rampup", "mirror_augment", "augment", "augment_ramp", "decode_both", "decode_uint8",
-    "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "seed",
+    "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight",
+    "seed",
 )  # fmt: skip
 
 
@@ -74,6 +75,9 @@ _FIXED_ON_RESUME = (
 @click.option("--c-reconstruction-weight", "--watermarkCls-weight", "--watermarkCls_weight", "c_reconstruction_weight",
               type=float, default=None,
               help="Weight of the bit cross-entropy of F_c(G(z,c)) [default: the preset's: 10 cpu presets, 2 paper].")
+@click.option("--paired-code-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the bit cross-entropy of F's logit differences between G(z, c) and G(z, c') where the "
+              "codes differ: the content cancels, so F finds the code early on every seed (needs --decode-both).")
 @click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of the decoder F [default: the preset's: 0.01 cpu presets, else --lr].")
 @click.option("--decode-both", type=click.BOOL, default=None,

@@ -13,7 +13,10 @@ code c' (fresh fair bits), and minimises (Yu et al., ICLR 2022):
 Beyond the paper (the CPU presets' defaults): with `decode_both` F also reads G(z, c') with its code
 (the consistency term generates it anyway), and with `decode_uint8` F reads the images clamped and
 rounded to 8 bits as PNGs store them (the rounding passes gradients straight through, the clamp does
-not); docs/scalable.md ("Round 3") has the measurements.
+not); docs/scalable.md ("Round 3") has the measurements. With `paired_code_weight` (beyond the paper,
+needs `decode_both`) F and G also minimise the bit cross-entropy of F's logit difference between
+G(z, c) and G(z, c') where the codes differ: the shared content cancels, so the code is found early on
+every seed (docs/scalable.md, "Code start").
 
 Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
 (noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
@@ -86,6 +89,7 @@ class TrainOptions(TrainingOptions):
     consistency_weight: float = 2.0  # mean (G(z,c) - G(z,c'))^2 (original --decoupleL2-weight)
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
+    paired_code_weight: float = 0.0  # with decode_both: BCE of F's logit differences between G(z, c) and G(z, c')
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
     augment: str | None = None  # immunized training: perturbations before F ("default" or a list, ganprint.augment)
     augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
@@ -103,10 +107,9 @@ class TrainOptions(TrainingOptions):
         net.update(self.network or {})
         if self.fingerprint_size is not None:
             net["fingerprint_size"] = self.fingerprint_size
-        if self.z_styles is not None:
-            net["z_styles"] = self.z_styles
-        if self.carrier_std is not None:
-            net["carrier_std"] = self.carrier_std
+        for key in ("z_styles", "carrier_std"):
+            if getattr(self, key) is not None:
+                net[key] = getattr(self, key)
         if self.res_modulated_range is not None:
             net["res_modulated_range"] = parse_res_range(self.res_modulated_range)
         elif "res_modulated_range" not in (self.network or {}):
@@ -138,6 +141,16 @@ def code_parameters(G: Generator) -> list[torch.nn.Parameter]:
     affine (w -> styles). The rest (z's input layer, z's mapping network and affines with z_styles,
     convolutions, carrier maps, noise strengths) makes the content."""
     return [p for name, p in G.named_parameters() if name.startswith("mapping.") or ".affine." in name]
+
+
+def paired_code_loss(logits: torch.Tensor, logits2: torch.Tensor, c: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+    """Bit cross-entropy of the logit difference F_c(G(z, c)) - F_c(G(z, c')) on the bits where c and c'
+    differ (target: c). The two images share z and noise, so what F reads from the content cancels in the
+    difference and the gradient carries the code alone: the decoder finds the code's trace long before
+    it can read absolute bits through the content (docs/scalable.md, "Code start")."""
+    differ = (c != c2).float()
+    bce = F.binary_cross_entropy_with_logits(logits - logits2, c, reduction="none")
+    return (bce * differ).sum() / differ.sum().clamp(min=1)
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
@@ -181,6 +194,8 @@ def train_scalable(
     """Train a scalable fingerprinting GAN (G(z, c), its decoder F, D), or continue a run; the run
     folder (None on processes other than 0). A stop ends with a snapshot and a resume checkpoint."""
     o = options.resolved()
+    if o.paired_code_weight and not o.decode_both:
+        raise GanprintError("--paired-code-weight needs --decode-both true: F must read G(z, c) and G(z, c')")
     if o.code_grad_scope not in CODE_GRAD_SCOPES:
         raise GanprintError(f"code_grad_scope {o.code_grad_scope!r}: choose one of {', '.join(CODE_GRAD_SCOPES)}")
     if not 0.0 <= o.code_content_grad <= 1.0:
@@ -266,14 +281,18 @@ def train_scalable(
         c_logits = codes_logits[:b]
         z_rec = (z_hat - latents).square().mean()
         c_rec = F.binary_cross_entropy_with_logits(codes_logits, codes)
+        code_loss = o.c_reconstruction_weight * c_rec
+        paired = paired_code_loss(c_logits, codes_logits[b:], c, c2) if o.paired_code_weight else None
+        if paired is not None:  # same z, same noise: the difference of F's logits sees the code alone
+            code_loss = code_loss + o.paired_code_weight * paired
         loss_G = adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)
         if o.code_grad_scope == "all":
-            (loss_G + o.c_reconstruction_weight * c_rec).backward(inputs=gf_params)
+            (loss_G + code_loss).backward(inputs=gf_params)
         else:  # the code loss may not (or only a little) bend what G draws towards easily coded content
             share = o.code_content_grad
-            (o.c_reconstruction_weight * c_rec).backward(inputs=gf_params if share else code_params, retain_graph=True)
+            code_loss.backward(inputs=gf_params if share else code_params, retain_graph=True)
             for p in content_params if share else ():
                 if p.grad is not None:
                     p.grad.mul_(share)
@@ -288,6 +307,8 @@ def train_scalable(
         train_acc = ((c_logits.detach() > 0).float() == c).float().mean().item()
         losses = {"loss/G_adversarial": adversarial, "loss/consistency": consistency, "loss/z_reconstruction": z_rec,
                   "loss/c_reconstruction": c_rec, **d, "train/bit_accuracy": train_acc}  # fmt: skip
+        if paired is not None:
+            losses["loss/paired_code"] = paired
         if run.end_step(step, losses, save, evaluate):
             break
     return run.finish()
