@@ -192,3 +192,22 @@ def test_training_resumes_exactly(tmp_path):
     b = load_file(str(resumed / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (straight / "grid-000002.png").is_file()
+
+
+def test_greyscale_views_read_the_channels_mean_and_leave_other_draws_alone(codec):
+    from ganprint.codec.anysize_train import AnySizeTrainOptions, attack_and_read, draw_attack
+
+    plain = dict(data_dir="", crop_probability=0, downscale_probability=0, compress_probability=0,
+                 rotate_probability=0)  # fmt: skip
+    marked = torch.from_numpy(np.asarray(_photo(160, 160), dtype=np.float32) / 255).permute(2, 0, 1)
+    marked = torch.stack([marked, marked.flip(-1)])
+    off = draw_attack(AnySizeTrainOptions(**plain), 2, torch.Generator().manual_seed(5))
+    on = draw_attack(AnySizeTrainOptions(**plain, grey_probability=1.0), 2, torch.Generator().manual_seed(5))
+    assert off.grey is None and on.grey.all() and on.jitter == off.jitter and on.compress == off.compress
+    with torch.no_grad():
+        grey_read = attack_and_read(codec, marked, on, None, 0, torch.Generator())[0]
+        greyed = marked.mean(1, keepdim=True).expand_as(marked)
+        torch.testing.assert_close(grey_read, attack_and_read(codec, greyed, off, None, 0, torch.Generator())[0])
+        assert not torch.allclose(grey_read, attack_and_read(codec, marked, off, None, 0, torch.Generator())[0])
+    half = draw_attack(AnySizeTrainOptions(**plain, grey_probability=0.5), 400, torch.Generator().manual_seed(1))
+    assert 150 < int(half.grey.sum()) < 250

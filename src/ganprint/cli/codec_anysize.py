@@ -38,6 +38,9 @@ D = AnySizeTrainOptions(data_dir="")  # the defaults shown by --help
               help="Steps over which the attacks come in, once the clean bits are read.")
 @click.option("--sync-weight", type=click.FloatRange(0), default=D.sync_weight, show_default=True,
               help="Weight of the loss that keeps readings at a wrong tile shift or scale unconfident.")
+@click.option("--grey-probability", type=click.FloatRange(0, 1), default=D.grey_probability, show_default=True,
+              help="Share of training images read as their greyscale copy (the channels' mean), so the residual "
+              "also lives in luminance and greyscale images keep their fingerprint.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=D.lr, show_default=True, help="Adam learning rate.")
 @click.option("--batch-size", "--batch_size", "batch_size", type=click.IntRange(min=1), default=D.batch_size,
               show_default=True)

@@ -5,6 +5,7 @@ several scales, fingerprints them the way `AnySizeCodec.embed` does (resize to W
 back, add, round to 8 bits), then attacks them as the world does, at native size:
     rotation (a few degrees) -> crop (any position, 20-100% of the area) -> downscale (to 25-100%)
     -> one of noise / blur / brightness / contrast / saturation (ganprint.augment)
+    -> (`grey_probability`) the channels' mean, as a greyscale copy stores it
     -> real JPEG or WebP at quality 40-95 (straight-through: exact forward, identity backward)
 and reads them at the working size a crop calls for (W * crop side, jittered by +-9%: the spacing of
 the decoder's scale search), with the tile grid's shift known from the crop position. The attacks
@@ -75,6 +76,7 @@ class AnySizeTrainOptions:
     downscale_probability: float = 0.35
     compress_probability: float = 0.4  # real JPEG (or WebP, 1 in 5) at quality 40-95, straight-through
     rotate_probability: float = 0.15
+    grey_probability: float = 0.0  # per image: read its greyscale copy (the residual must live in luminance too)
     max_rotation: float = 6.0
     scale_jitter: float = 0.09
     sync_weight: float = 0.05  # weight of the loss that keeps readings at a wrong tile shift or scale unconfident
@@ -140,6 +142,7 @@ class Attack:
     downscale: float  # share of the cropped size kept
     jitter: float  # decode size factor
     compress: list[tuple[str, int] | None]  # per image: (format, quality) or None
+    grey: torch.Tensor | None = None  # (B,) bool: read the image's greyscale copy
 
 
 def draw_attack(o: AnySizeTrainOptions, n: int, g: torch.Generator, ramp: float = 1.0) -> Attack:
@@ -158,7 +161,9 @@ def draw_attack(o: AnySizeTrainOptions, n: int, g: torch.Generator, ramp: float 
         ("WEBP" if webp < 0.2 else "JPEG", int(40 + 55 * q)) if p < o.compress_probability * ramp else None
         for p, webp, q in c
     ]
-    return Attack(angle, side, offsets, down, jitter, compress)
+    # drawn last and only when asked, so runs without greyscale views keep every other draw
+    grey = torch.rand(n, generator=g) < o.grey_probability * ramp if o.grey_probability > 0 else None
+    return Attack(angle, side, offsets, down, jitter, compress, grey)
 
 
 def attack_and_read(codec: AnySizeCodec, marked: torch.Tensor, attack: Attack, augmenter: Augmenter | None,
@@ -182,6 +187,8 @@ def attack_and_read(codec: AnySizeCodec, marked: torch.Tensor, attack: Attack, a
         x = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
     if augmenter is not None:
         x = augmenter(x, step, g)
+    if attack.grey is not None and bool(attack.grey.any()):  # image_modes: a grey copy is the channels' mean
+        x = torch.where(attack.grey.to(x.device).view(-1, 1, 1, 1), x.mean(1, keepdim=True).expand_as(x), x)
     if any(attack.compress):
         # real codecs forward, identity backward: the decoder learns the true artefacts, the encoder
         # gets the gradient of a perturbation it cannot see through (cheaper than a differentiable JPEG)
@@ -232,7 +239,7 @@ def compress_real(t: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(codec: AnySizeCodec, images: torch.Tensor, rms: float, seed: int) -> dict[str, float]:
     """Bit accuracy of the inference path (scale and shift search) on held-out crops: 8-bit clean,
-    real JPEG 50, centre crop keeping 50% of the area; the clean images' accuracy; PSNR."""
+    real JPEG 50, centre crop keeping 50% of the area, greyscale copy; the clean images' accuracy; PSNR."""
     codec.eval()
     g = torch.Generator().manual_seed(seed + 12345)
     bits = torch.randint(0, 2, (images.shape[0], codec.config.fingerprint_length), generator=g).float()
@@ -244,6 +251,7 @@ def evaluate(codec: AnySizeCodec, images: torch.Tensor, rms: float, seed: int) -
         "clean": list(marked),
         "jpeg50": [compress_real(m, "JPEG", 50) for m in marked],
         "crop50": list(marked[:, :, off : off + side, off : off + side]),
+        "grey": list(torch.round(marked.mean(1, keepdim=True).expand_as(marked) * 255) / 255),
         "unmarked": list(images),
     }
     stats = {}
