@@ -53,7 +53,7 @@ _FIXED_ON_RESUME = (
     "consistency_weight", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
     "ema_kimg", "ema_rampup", "mirror_augment", "augment", "augment_ramp", "decode_both", "decode_uint8",
     "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight",
-    "seed",
+    "paired_code_trains", "seed",
 )  # fmt: skip
 
 
@@ -78,6 +78,9 @@ _FIXED_ON_RESUME = (
 @click.option("--paired-code-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the bit cross-entropy of F's logit differences between G(z, c) and G(z, c') where the "
               "codes differ: the content cancels, so F finds the code early on every seed (needs --decode-both).")
+@click.option("--paired-code-trains", type=click.Choice(["both", "decoder"]), default="both", show_default=True,
+              help="What the paired code loss trains: both F and G, or the decoder F only (G's pull towards the "
+              "code unchanged; one process only).")
 @click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of the decoder F [default: the preset's: 0.01 cpu presets, else --lr].")
 @click.option("--decode-both", type=click.BOOL, default=None,

@@ -90,6 +90,7 @@ class TrainOptions(TrainingOptions):
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
     paired_code_weight: float = 0.0  # with decode_both: BCE of F's logit differences between G(z, c) and G(z, c')
+    paired_code_trains: str = "both"  # what the paired loss trains: "both" (F and G) or "decoder" (F only)
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
     augment: str | None = None  # immunized training: perturbations before F ("default" or a list, ganprint.augment)
     augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
@@ -194,6 +195,8 @@ def train_scalable(
     """Train a scalable fingerprinting GAN (G(z, c), its decoder F, D), or continue a run; the run
     folder (None on processes other than 0). A stop ends with a snapshot and a resume checkpoint."""
     o = options.resolved()
+    if o.paired_code_trains not in ("both", "decoder"):
+        raise GanprintError(f"paired_code_trains {o.paired_code_trains!r}: choose both or decoder")
     if o.paired_code_weight and not o.decode_both:
         raise GanprintError("--paired-code-weight needs --decode-both true: F must read G(z, c) and G(z, c')")
     if o.code_grad_scope not in CODE_GRAD_SCOPES:
@@ -207,6 +210,8 @@ def train_scalable(
                       postfix=lambda tick: f"bit acc {tick['train/bit_accuracy']:.3f}")  # fmt: skip
     if o.code_grad_scope != "all" and run.world > 1:  # two backward passes per step: DDP's hooks expect one
         raise GanprintError("--code-grad-scope code trains in one process only; run it without torchrun")
+    if o.paired_code_weight and o.paired_code_trains != "both" and run.world > 1:
+        raise GanprintError("--paired-code-trains decoder trains in one process only; run it without torchrun")
     augmenter = Augmenter.from_spec(o.augment, o.augment_ramp) if o.augment else None
     B, b, device = run.batch, run.process_batch, run.device
     L = cfg.fingerprint_size
@@ -283,11 +288,13 @@ def train_scalable(
         c_rec = F.binary_cross_entropy_with_logits(codes_logits, codes)
         code_loss = o.c_reconstruction_weight * c_rec
         paired = paired_code_loss(c_logits, codes_logits[b:], c, c2) if o.paired_code_weight else None
-        if paired is not None:  # same z, same noise: the difference of F's logits sees the code alone
-            code_loss = code_loss + o.paired_code_weight * paired
         loss_G = adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)
+        if paired is not None and o.paired_code_trains == "decoder":  # F learns to find the code; G's pull unchanged
+            (o.paired_code_weight * paired).backward(inputs=list(F_.parameters()), retain_graph=True)
+        elif paired is not None:  # same z, same noise: the difference of F's logits sees the code alone
+            code_loss = code_loss + o.paired_code_weight * paired
         if o.code_grad_scope == "all":
             (loss_G + code_loss).backward(inputs=gf_params)
         else:  # the code loss may not (or only a little) bend what G draws towards easily coded content
