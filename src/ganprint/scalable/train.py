@@ -14,9 +14,9 @@ Beyond the paper (the CPU presets' defaults): with `decode_both` F also reads G(
 (the consistency term generates it anyway), and with `decode_uint8` F reads the images clamped and
 rounded to 8 bits as PNGs store them (the rounding passes gradients straight through, the clamp does
 not); docs/scalable.md ("Round 3") has the measurements. With `paired_code_weight` (beyond the paper,
-needs `decode_both`) F and G also minimise the bit cross-entropy of F's logit difference between
-G(z, c) and G(z, c') where the codes differ: the shared content cancels, so the code is found early on
-every seed (docs/scalable.md, "Code start").
+needs `decode_both`) F, and G unless `paired_code_trains` is "decoder", also minimise the bit
+cross-entropy of F's logit difference between G(z, c) and G(z, c') where the codes differ: the shared
+content cancels, so the code is found early on every seed (docs/scalable.md, "Code start").
 
 Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
 (noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
