@@ -211,3 +211,38 @@ def test_greyscale_views_read_the_channels_mean_and_leave_other_draws_alone(code
         assert not torch.allclose(grey_read, attack_and_read(codec, marked, off, None, 0, torch.Generator())[0])
     half = draw_attack(AnySizeTrainOptions(**plain, grey_probability=0.5), 400, torch.Generator().manual_seed(1))
     assert 150 < int(half.grey.sum()) < 250
+
+
+
+def test_a_confident_uncropped_reading_ends_the_search_and_otherwise_every_view_is_read():
+    import dataclasses
+
+    from ganprint.codec.anysize import to_working
+
+    torch.manual_seed(0)
+    codec = AnySizeCodec(AnySizeConfig(**SMALL)).eval()
+    photos = [_photo(300, 200, seed=1), _photo(180, 240, seed=2)]
+    base = torch.cat([to_working(codec._tensor(p, 0), codec.config.working_resolution) for p in photos])
+    calls = []
+    reduced = codec.reduced_readings
+    codec.reduced_readings = lambda b: calls.append(len(b)) or reduced(b)
+
+    def best_of(logits):  # the reading search_scores picks, per image
+        return logits[torch.arange(len(logits)), codec.search_scores(logits).argmax(1)]
+
+    with torch.no_grad():
+        uncropped = codec.uncropped_readings(base)
+        full = torch.cat([uncropped, reduced(base)], dim=1)
+    spread = float(uncropped.abs().mean(-1).std())
+    # a yardstick that puts every uncropped reading far out: no crop view is read
+    codec.config = dataclasses.replace(codec.config, search_null=((0.0, spread / 100),) * 5)
+    torch.testing.assert_close(codec.decode_logits(photos), best_of(uncropped), rtol=0, atol=1e-5)
+    assert calls == []
+    # without the shortcut, or with a yardstick nothing reaches, every view is read: the full search's choice
+    for config in (dataclasses.replace(codec.config, confident_score=None),
+                   dataclasses.replace(codec.config, search_null=((1e3, 1.0),) * 5)):  # fmt: skip
+        codec.config, calls[:] = config, []
+        torch.testing.assert_close(codec.decode_logits(photos), best_of(full), rtol=0, atol=1e-5)
+        assert calls == [2]
+    with pytest.raises(GanprintError, match="confident_score"):
+        AnySizeConfig(**SMALL, confident_score=0.0).validate()

@@ -58,6 +58,9 @@ class AnySizeConfig:
     # images (measured at the end of training); a reading is judged by how far above that it stands
     search_null: tuple[tuple[float, float], ...] | None = None
     canonical_bonus: float = 2.0  # the uncropped reading (scale 1, no shift) wins unless beaten by this (in stds)
+    # an uncropped reading this far out (in stds, bonus included) ends the search: the crop views are not
+    # read (clean images score ~2, crops' uncropped readings <= 6, fingerprinted uncropped ones 45-135)
+    confident_score: float | None = 12.0
     min_side: int = 64  # smallest image side accepted (px)
     max_side: int = 8192  # largest image side accepted (px)
     extra: dict = field(default_factory=dict)  # free notes (training recipe), not used by the networks
@@ -88,6 +91,8 @@ class AnySizeConfig:
             len(self.search_null) != len(self.scales) or not all(d > 0 for _, d in self.search_null)
         ):
             raise GanprintError("search_null must hold a (mean, std > 0) pair per scale")
+        if self.confident_score is not None and not self.confident_score > 0:
+            raise GanprintError(f"confident_score must be positive or None, got {self.confident_score}")
         if not 16 <= self.min_side <= self.max_side:
             raise GanprintError(f"need 16 <= min_side <= max_side, got {self.min_side}, {self.max_side}")
         return self

@@ -141,12 +141,20 @@ class AnySizeCodec(nn.Module):
         starts on the grid of the decoder's 8 px cells (a crop keeping half the area, centred: 0.65 at
         the best cell shift unmoved, 0.97 moved by 6 px); the moves come from one pass per size
         (FoldingDecoder.fold_moved)."""
-        w = self.config.working_resolution
-        base = to_working(images, w)
-        out = [self.decoder.read_all_shifts(self.decoder.fold(base))]
+        base = to_working(images, self.config.working_resolution)
+        return torch.cat([self.uncropped_readings(base), self.reduced_readings(base)], dim=1)
+
+    def uncropped_readings(self, base: torch.Tensor) -> torch.Tensor:
+        """The first `reading_scales` readings: working size, every tile shift (N, shifts, L)."""
+        return self.decoder.read_all_shifts(self.decoder.fold(base))
+
+    def reduced_readings(self, base: torch.Tensor) -> torch.Tensor:
+        """The other readings: each reduced working size, moved views, every tile shift."""
+        w, out = self.config.working_resolution, []
         for s in self.config.scales[1:]:
             folded = self.decoder.fold_moved(to_working(base, max(2 * 8, round(w * s))), SUBCELL_SHIFTS)
-            out.append(self.decoder.read_all_shifts(folded.flatten(0, 1)).view(len(base), -1, out[0].shape[-1]))
+            readings = self.decoder.read_all_shifts(folded.flatten(0, 1))
+            out.append(readings.view(len(base), -1, self.config.fingerprint_length))
         return torch.cat(out, dim=1)
 
     def decode_logits(self, images: Images) -> torch.Tensor:
@@ -163,11 +171,19 @@ class AnySizeCodec(nn.Module):
         self.decoder.eval()
         # every image at working size first, so that one batch reads them all whatever their sizes
         base = torch.cat([to_working(self._tensor(item, i), self.config.working_resolution) for i, item in enumerate(items)])
-        logits = self.readings(base)  # (N, views * shifts, L)
-        if not torch.isfinite(logits).all():
+        logits = self.uncropped_readings(base)  # (N, shifts, L)
+        scores = self.search_scores(logits)
+        # the reduced views only pay off on crops: an uncropped reading standing this far out is kept
+        unsure = torch.ones(len(base), dtype=torch.bool, device=scores.device)
+        if self.config.search_null is not None and self.config.confident_score is not None:
+            unsure = scores.max(1).values < self.config.confident_score
+        best = logits[torch.arange(len(base)), scores.argmax(1)]
+        if bool(unsure.any()):
+            full = torch.cat([logits[unsure], self.reduced_readings(base[unsure])], dim=1)  # `readings` order
+            best[unsure] = full[torch.arange(len(full)), self.search_scores(full).argmax(1)]
+        if not torch.isfinite(best).all():
             raise GanprintError("the decoder produced non-finite values: the model is broken")
-        best = self.search_scores(logits).argmax(1)
-        return logits[torch.arange(logits.shape[0]), best].cpu(), base.cpu()
+        return best.cpu(), base.cpu()
 
     def search_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, scales * shifts): how much each reading stands out. Its confidence (mean |logit|) in stds
@@ -177,7 +193,7 @@ class AnySizeCodec(nn.Module):
         if self.config.search_null is None:
             return confidence
         null = torch.tensor(self.config.search_null, dtype=confidence.dtype, device=confidence.device)
-        scale = self.reading_scales().to(confidence.device)
+        scale = self.reading_scales()[: logits.shape[1]].to(confidence.device)  # `readings` order, or its start
         scores = (confidence - null[scale, 0]) / null[scale, 1]
         scores[:, 0] += self.config.canonical_bonus
         return scores
