@@ -53,7 +53,7 @@ _FIXED_ON_RESUME = (
     "consistency_weight", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
     "ema_kimg", "ema_rampup", "mirror_augment", "augment", "augment_ramp", "decode_both", "decode_uint8",
     "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight",
-    "paired_code_trains", "seed",
+    "paired_code_trains", "bit_balance", "seed",
 )  # fmt: skip
 
 
@@ -81,6 +81,9 @@ _FIXED_ON_RESUME = (
 @click.option("--paired-code-trains", type=click.Choice(["both", "decoder"]), default="both", show_default=True,
               help="What the paired code loss trains: both F and G, or the decoder F only (G's pull towards the "
               "code unchanged; one process only).")
+@click.option("--bit-balance", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight each bit's code loss by (its loss in the batch / the mean) to this power, so the bits "
+              "read worst pull hardest and none lags (0: the plain mean).")
 @click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of the decoder F [default: the preset's: 0.01 cpu presets, else --lr].")
 @click.option("--decode-both", type=click.BOOL, default=None,
