@@ -403,9 +403,12 @@ def test_metrics_bit_accuracy_and_fid_against_direct_computation(tiny_net, blobs
         raw = tiny_net.G(z, c)
         images = ((raw + 1) / 2).clamp(0, 1)
         acc = ((tiny_net.F(raw)[1] > 0).float() == c).double().mean().item()
-        acc8 = ((tiny_net.F(from_unit(quantize_unit(images)))[1] > 0).float() == c).double().mean().item()
+        right8 = ((tiny_net.F(from_unit(quantize_unit(images)))[1] > 0).float() == c).double()
+    acc8, per_bit8 = right8.mean().item(), right8.mean(0)
     assert result.bit_accuracy == pytest.approx(acc, abs=1e-9)
     assert result.bit_accuracy_uint8 == pytest.approx(acc8, abs=1e-9)
+    assert result.worst_bit_uint8 == pytest.approx(per_bit8.min().item(), abs=1e-6) and result.worst_bit_uint8 < acc8
+    assert result.p10_bit_uint8 == pytest.approx(per_bit8.quantile(0.1).item(), abs=1e-6)
     fake = extract_features(feature_net, [to_uint8(images)])
     real = extract_features(feature_net, real_image_batches(str(blobs), 20, 16, batch_size=8, seed=3))
     assert result.fid == pytest.approx(frechet_distance(fake, real), rel=1e-6)

@@ -233,7 +233,8 @@ def metrics(network, data, num_images, fid_weights, batch_size, seed, device, ou
     if result.fid is not None:
         parts.append(f"FID {result.fid:.3f} ({result.feature_network})")
     if result.bit_accuracy is not None:
-        parts.append(f"bit accuracy {result.bit_accuracy:.4f} (float), {result.bit_accuracy_uint8:.4f} (8-bit)")
+        parts.append(f"bit accuracy {result.bit_accuracy:.4f} (float), {result.bit_accuracy_uint8:.4f} (8-bit; "
+                     f"worst bit {result.worst_bit_uint8:.3f}, 10th percentile {result.p10_bit_uint8:.3f})")
     if result.latent_share is not None:
         parts.append(describe_latent_share(result.latent_share))
     click.echo("; ".join(parts))

@@ -4,7 +4,9 @@
   (`ganprint.fid`: Inception weights given by path or found in pytorch-fid's cache; a stand-in
   network for tests and relative comparisons). Generated images are scored as saved: 8-bit.
 * bit accuracy: the decoder's mean bit accuracy on the same N generated images, on the float
-  outputs (as the paper) and on the images rounded to 8 bits (as PNG files hold them).
+  outputs (as the paper) and on the images rounded to 8 bits (as PNG files hold them); and, 8-bit,
+  the accuracy of the worst-read bit position and the 10th percentile over bit positions (a mean
+  can hide a tail of bits the code never learned).
 * latent share: how much of the images' variation comes from the latent z rather than the code c
   (`latent_share`). A fingerprinted model must vary with z: near 0, the code has taken over the
   content and every model would draw one image whatever z.
@@ -33,6 +35,8 @@ class MetricResult:
     bit_accuracy: float | None  # float outputs
     bit_accuracy_uint8: float | None  # 8-bit images, as saved
     latent_share: float | None = None  # z's share of the images' variation (None: an exported model)
+    worst_bit_uint8: float | None = None  # 8-bit accuracy of the worst-read bit position
+    p10_bit_uint8: float | None = None  # its 10th percentile over bit positions
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +68,7 @@ def describe_latent_share(share: float, label: str = "latent share") -> str:
 class _Counter:
     def __init__(self) -> None:
         self.hits = self.hits8 = self.bits = 0
+        self.per_bit8: torch.Tensor | None = None  # 8-bit hits per bit position
 
 
 def generated_batches(network: ScalableNetwork, count: int, batch_size: int = 64, seed: int = 0,
@@ -84,7 +89,9 @@ def generated_batches(network: ScalableNetwork, count: int, batch_size: int = 64
                 logits = network.F(raw)[1].cpu()  # the float outputs, unclamped
                 logits8 = network.F(from_unit(quantize_unit(images)))[1].cpu()
                 counter.hits += int(((logits > 0).float() == c).sum())
-                counter.hits8 += int(((logits8 > 0).float() == c).sum())
+                right8 = ((logits8 > 0).float() == c).float().sum(0)
+                counter.hits8 += int(right8.sum())
+                counter.per_bit8 = right8 if counter.per_bit8 is None else counter.per_bit8 + right8
                 counter.bits += c.numel()
         yield images.cpu()
 
@@ -109,4 +116,8 @@ def compute_metrics(network: ScalableNetwork, num_images: int, real_data: str | 
     cfg = network.config
     share = None if network.is_fingerprinted else latent_share(network.G, cfg.z_dim, cfg.fingerprint_size,
                                                                seed=seed, device=network.device)  # fmt: skip
-    return MetricResult(num_images, fid, name, acc, acc8, share)
+    worst = p10 = None
+    if counter.per_bit8 is not None:
+        per_bit = counter.per_bit8 / (counter.bits / counter.per_bit8.numel())
+        worst, p10 = float(per_bit.min()), float(per_bit.quantile(0.1))
+    return MetricResult(num_images, fid, name, acc, acc8, share, worst, p10)
