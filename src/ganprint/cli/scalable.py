@@ -53,7 +53,7 @@ _FIXED_ON_RESUME = (
     "consistency_weight", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
     "ema_kimg", "ema_rampup", "mirror_augment", "augment", "augment_ramp", "decode_both", "decode_uint8",
     "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight",
-    "paired_code_trains", "bit_balance", "seed",
+    "bit_balance", "seed",
 )  # fmt: skip
 
 
@@ -77,10 +77,8 @@ _FIXED_ON_RESUME = (
               help="Weight of the bit cross-entropy of F_c(G(z,c)) [default: the preset's: 10 cpu presets, 2 paper].")
 @click.option("--paired-code-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the bit cross-entropy of F's logit differences between G(z, c) and G(z, c') where the "
-              "codes differ: the content cancels, so F finds the code early on every seed (needs --decode-both).")
-@click.option("--paired-code-trains", type=click.Choice(["both", "decoder"]), default="both", show_default=True,
-              help="What the paired code loss trains: both F and G, or the decoder F only (G's pull towards the "
-              "code unchanged; one process only).")
+              "codes differ: the content cancels, so F finds the code early on every seed. Trains F only (needs "
+              "--decode-both; one process).")
 @click.option("--bit-balance", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight each bit's code loss by (its loss in the batch / the mean) to this power, so the bits "
               "read worst pull hardest and none lags (0: the plain mean).")

@@ -14,9 +14,9 @@ Beyond the paper (the CPU presets' defaults): with `decode_both` F also reads G(
 (the consistency term generates it anyway), and with `decode_uint8` F reads the images clamped and
 rounded to 8 bits as PNGs store them (the rounding passes gradients straight through, the clamp does
 not); docs/scalable.md ("Round 3") has the measurements. With `paired_code_weight` (beyond the paper,
-needs `decode_both`) F, and G unless `paired_code_trains` is "decoder", also minimise the bit
-cross-entropy of F's logit difference between G(z, c) and G(z, c') where the codes differ: the shared
-content cancels, so the code is found early on every seed (docs/scalable.md, "Code start").
+needs `decode_both`) F also minimises the bit cross-entropy of its logit difference between G(z, c)
+and G(z, c') where the codes differ: the shared content cancels, so F finds the code early on every
+seed; G does not get this loss (it cost the samples: docs/scalable.md, "Code start").
 
 Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
 (noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
@@ -89,8 +89,7 @@ class TrainOptions(TrainingOptions):
     consistency_weight: float = 2.0  # mean (G(z,c) - G(z,c'))^2 (original --decoupleL2-weight)
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
-    paired_code_weight: float = 0.0  # with decode_both: BCE of F's logit differences between G(z, c) and G(z, c')
-    paired_code_trains: str = "both"  # what the paired loss trains: "both" (F and G) or "decoder" (F only)
+    paired_code_weight: float = 0.0  # with decode_both: F's BCE of its logit differences, G(z, c) vs G(z, c')
     bit_balance: float = 0.0  # > 0: each bit's code loss weighted by (its batch loss / the mean) ** bit_balance
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
     augment: str | None = None  # immunized training: perturbations before F ("default" or a list, ganprint.augment)
@@ -208,8 +207,6 @@ def train_scalable(
     """Train a scalable fingerprinting GAN (G(z, c), its decoder F, D), or continue a run; the run
     folder (None on processes other than 0). A stop ends with a snapshot and a resume checkpoint."""
     o = options.resolved()
-    if o.paired_code_trains not in ("both", "decoder"):
-        raise GanprintError(f"paired_code_trains {o.paired_code_trains!r}: choose both or decoder")
     if o.paired_code_weight and not o.decode_both:
         raise GanprintError("--paired-code-weight needs --decode-both true: F must read G(z, c) and G(z, c')")
     if o.code_grad_scope not in CODE_GRAD_SCOPES:
@@ -223,8 +220,8 @@ def train_scalable(
                       postfix=lambda tick: f"bit acc {tick['train/bit_accuracy']:.3f}")  # fmt: skip
     if o.code_grad_scope != "all" and run.world > 1:  # two backward passes per step: DDP's hooks expect one
         raise GanprintError("--code-grad-scope code trains in one process only; run it without torchrun")
-    if o.paired_code_weight and o.paired_code_trains != "both" and run.world > 1:
-        raise GanprintError("--paired-code-trains decoder trains in one process only; run it without torchrun")
+    if o.paired_code_weight and run.world > 1:  # F's own backward pass: DDP's hooks expect one
+        raise GanprintError("--paired-code-weight trains in one process only; run it without torchrun")
     augmenter = Augmenter.from_spec(o.augment, o.augment_ramp) if o.augment else None
     B, b, device = run.batch, run.process_batch, run.device
     L = cfg.fingerprint_size
@@ -304,10 +301,8 @@ def train_scalable(
         loss_G = adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)
-        if paired is not None and o.paired_code_trains == "decoder":  # F learns to find the code; G's pull unchanged
+        if paired is not None:  # F learns to find the code; G's pull towards it is left as it was
             (o.paired_code_weight * paired).backward(inputs=list(F_.parameters()), retain_graph=True)
-        elif paired is not None:  # same z, same noise: the difference of F's logits sees the code alone
-            code_loss = code_loss + o.paired_code_weight * paired
         if o.code_grad_scope == "all":
             (loss_G + code_loss).backward(inputs=gf_params)
         else:  # the code loss may not (or only a little) bend what G draws towards easily coded content
