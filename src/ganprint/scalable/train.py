@@ -16,7 +16,8 @@ rounded to 8 bits as PNGs store them (the rounding passes gradients straight thr
 not); docs/scalable.md ("Round 3") has the measurements. With `paired_code_weight` (beyond the paper,
 needs `decode_both`) F also minimises the bit cross-entropy of its logit difference between G(z, c)
 and G(z, c') where the codes differ: the shared content cancels, so F finds the code early on every
-seed; G does not get this loss (it cost the samples: docs/scalable.md, "Code start").
+seed; G does not get this loss (it cost the samples: docs/scalable.md, "Code start"). With
+`bit_balance` each bit's code loss is weighted by how badly it is read ("Lagging bits").
 
 Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
 (noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
@@ -108,9 +109,10 @@ class TrainOptions(TrainingOptions):
         net.update(self.network or {})
         if self.fingerprint_size is not None:
             net["fingerprint_size"] = self.fingerprint_size
-        for key in ("z_styles", "carrier_std"):
-            if getattr(self, key) is not None:
-                net[key] = getattr(self, key)
+        if self.z_styles is not None:
+            net["z_styles"] = self.z_styles
+        if self.carrier_std is not None:
+            net["carrier_std"] = self.carrier_std
         if self.res_modulated_range is not None:
             net["res_modulated_range"] = parse_res_range(self.res_modulated_range)
         elif "res_modulated_range" not in (self.network or {}):
