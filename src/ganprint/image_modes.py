@@ -90,7 +90,7 @@ def rgb_for_marking(im: Image.Image) -> torch.Tensor:
         im = im.convert("RGBA")
     rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255)
     # channels stay interleaved in memory (torch's channels_last): no copy here, and marked_like's
-    # way back to pixels is a plain read (each copy costs ~30 ms for a 1080p photo)
+    # way back to pixels is a plain read (docs/codec-design.md, "Embedding without two copies")
     return torch.from_numpy(rgb).permute(2, 0, 1)
 
 

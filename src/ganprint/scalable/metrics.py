@@ -67,7 +67,7 @@ def describe_latent_share(share: float, label: str = "latent share") -> str:
 
 class _Counter:
     def __init__(self) -> None:
-        self.hits = self.hits8 = self.bits = 0
+        self.hits = self.bits = 0
         self.per_bit8: torch.Tensor | None = None  # 8-bit hits per bit position
 
 
@@ -90,7 +90,6 @@ def generated_batches(network: ScalableNetwork, count: int, batch_size: int = 64
                 logits8 = network.F(from_unit(quantize_unit(images)))[1].cpu()
                 counter.hits += int(((logits > 0).float() == c).sum())
                 right8 = ((logits8 > 0).float() == c).float().sum(0)
-                counter.hits8 += int(right8.sum())
                 counter.per_bit8 = right8 if counter.per_bit8 is None else counter.per_bit8 + right8
                 counter.bits += c.numel()
         yield images.cpu()
@@ -111,7 +110,7 @@ def compute_metrics(network: ScalableNetwork, num_images: int, real_data: str | 
         for _ in batches:
             pass
     acc = counter.hits / counter.bits if counter.bits else None
-    acc8 = counter.hits8 / counter.bits if counter.bits else None
+    acc8 = float(counter.per_bit8.sum()) / counter.bits if counter.per_bit8 is not None else None
     name = getattr(feature_network, "name", None) if fid is not None else None
     cfg = network.config
     share = None if network.is_fingerprinted else latent_share(network.G, cfg.z_dim, cfg.fingerprint_size,
