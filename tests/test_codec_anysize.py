@@ -31,7 +31,8 @@ def _photo(w, h, seed=0, mode="RGB"):
 @pytest.mark.parametrize("bad", [dict(tile=12), dict(tile=48), dict(working_resolution=60), dict(residual_rms=0),
                                  dict(scales=()), dict(scales=(1.0, 3.0)), dict(scales=(0.7, 1.0)),
                                  dict(min_side=100, max_side=50), dict(arch="conv", tile=64),
-                                 dict(search_null=((1.0, 0.2),))])  # fmt: skip
+                                 dict(search_null=((1.0, 0.2),)), dict(flat_texture=0), dict(flat_energy_floor=0),
+                                 dict(flat_energy_floor=1.5)])  # fmt: skip
 def test_config_refuses_what_the_networks_cannot_do(bad):
     with pytest.raises(GanprintError):
         AnySizeConfig(**bad).validate()
@@ -131,6 +132,25 @@ def test_residual_has_the_configured_rms_and_spares_flat_regions():
     assert flat < 0.7 * busy
     mask = texture_mask(x, config.mask_floor)
     assert mask.mean().item() == pytest.approx(1.0, rel=1e-4) and mask.min() > 0
+
+
+def _gradient(w: int, h: int) -> torch.Tensor:
+    ramp = torch.linspace(0.2, 0.8, w).view(1, 1, w).expand(3, h, w) * torch.tensor([1.0, 0.9, 0.7]).view(3, 1, 1)
+    return torch.round(ramp * 255) / 255
+
+
+def test_flat_images_get_less_energy_and_textured_ones_all_of_it():
+    torch.manual_seed(3)
+    plain = AnySizeCodec(AnySizeConfig(**SMALL)).eval()
+    gentle = AnySizeCodec(AnySizeConfig(**SMALL, flat_texture=0.02, flat_energy_floor=0.35)).eval()
+    gentle.load_state_dict(plain.state_dict())
+    bits = torch.randint(0, 2, (1, 24)).float()
+    flat, busy = _gradient(300, 200), torch.from_numpy(np.asarray(_photo(300, 200))).permute(2, 0, 1) / 255.0
+    rms = lambda codec, x: codec.residual(x[None], bits).pow(2).mean().sqrt().item()  # noqa: E731
+    assert rms(gentle, flat) == pytest.approx(0.35 * rms(plain, flat), rel=1e-4)  # a gradient: the floor
+    assert rms(gentle, busy) == pytest.approx(rms(plain, busy), rel=1e-6)  # textured: untouched
+    middle = 0.5 * flat + 0.5 * busy
+    assert 0.35 < rms(gentle, middle) / rms(plain, middle) <= 1.0
 
 
 def test_saved_codec_loads_by_folder_and_is_recognised(codec, tmp_path):

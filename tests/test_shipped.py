@@ -232,6 +232,26 @@ def test_any_size_codec_round_trip_on_photos_it_never_saw(tmp_path):
     assert all(codec.detect(halved, expected=fingerprint).detected)
 
 
+def test_any_size_codec_spares_smooth_gradients_and_still_reads_them(tmp_path):
+    """A gradient shows what texture would hide: it gets a third of the energy (+9 dB) and reads back;
+    a textured photo gets all of it (docs/codec-design.md, "Flat images")."""
+    from ganprint.demo import demo_photos
+
+    codec = ganprint.load_codec("codec-any")
+    ramp = torch.linspace(0, 1, 900).view(1, 1, 900).expand(3, 500, 900)
+    sky = torch.round((0.35 + 0.4 * ramp * torch.tensor([0.6, 0.8, 1.0]).view(3, 1, 1)) * 255) / 255
+    fingerprint = ganprint.random_fingerprints(1, 100, torch.Generator().manual_seed(5))[0]
+    psnr = {}
+    for name, image in (("sky", tensor_to_pil(sky)), ("photo", demo_photos()[0][1])):
+        codec.embed(image, fingerprint).save(tmp_path / f"{name}.png")
+        marked = load_image(tmp_path / f"{name}.png")
+        mse = (pil_to_tensor(marked) - pil_to_tensor(image)).pow(2).mean().item()
+        psnr[name] = 10 * torch.log10(torch.tensor(1 / mse)).item()
+        assert codec.detect(marked, expected=fingerprint).detected[0], name
+        assert not codec.detect(image, expected=fingerprint).detected[0], name
+    assert psnr["sky"] >= 46 and 38 <= psnr["photo"] <= 42
+
+
 def test_demo_fingerprints_the_photos_at_native_size(tmp_path):
     figures = run_demo(tmp_path, count=2, echo=lambda s: None, scalable_network=None)["anysize"]
     assert [row["name"] for row in figures["photos"]] == ["astronaut.png", "coffee.png"]

@@ -28,7 +28,7 @@ from .detection import DetectionResult
 from .errors import GanprintError
 from .fingerprints import bits_to_hex, random_fingerprints
 from .pretrained import ANYSIZE_CODEC, CODEC_32
-from .visualize import labelled_image_rows, residual_grid, save_png
+from .visualize import flattest_and_busiest_windows, labelled_image_rows, residual_grid, save_png
 
 DEMO_PHOTOS = ("astronaut.png", "coffee.png")  # assets/demo_photos: never seen by codec-any in training
 ANYSIZE_PICTURE = "anysize-demo.png"
@@ -297,11 +297,7 @@ WILD_ATTACKS = (("JPEG 75", "jpeg", 75), ("resize 0.5", "rescale", 0.5), ("crop 
 
 def _hundred_percent_crops(clean: torch.Tensor, marked: torch.Tensor, side: int = 160):
     """The flattest and the most textured side x side windows of an image, at 100% (no scaling)."""
-    grey = clean.mean(0, keepdim=True).unsqueeze(0)
-    local = torch.nn.functional.avg_pool2d((grey - torch.nn.functional.avg_pool2d(grey, 3, 1, 1)).abs(), side, side // 2)
-    flat = divmod(int(local.flatten().argmin()), local.shape[-1])
-    busy = divmod(int(local.flatten().argmax()), local.shape[-1])
-    boxes = [(y * side // 2, x * side // 2) for y, x in (flat, busy)]
+    boxes = flattest_and_busiest_windows(clean, side)
     cut = lambda t: torch.stack([t[:, y : y + side, x : x + side] for y, x in boxes])  # noqa: E731
     return cut(clean), cut(marked)
 

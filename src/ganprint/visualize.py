@@ -19,6 +19,16 @@ def amplified_residual(clean: torch.Tensor, marked: torch.Tensor) -> torch.Tenso
     return diff / peak
 
 
+def flattest_and_busiest_windows(image: torch.Tensor, side: int = 160) -> list[tuple[int, int]]:
+    """Top-left (y, x) of the flattest and of the most textured side x side window of a (3,H,W) image
+    (windows on a side/2 grid; local texture = mean |pixel - its 3x3 mean| of the grey image)."""
+    grey = image.mean(0, keepdim=True).unsqueeze(0)
+    local = torch.nn.functional.avg_pool2d((grey - torch.nn.functional.avg_pool2d(grey, 3, 1, 1)).abs(), side, side // 2)
+    flat = divmod(int(local.flatten().argmin()), local.shape[-1])
+    busy = divmod(int(local.flatten().argmax()), local.shape[-1])
+    return [(y * side // 2, x * side // 2) for y, x in (flat, busy)]
+
+
 def residual_grid(clean: torch.Tensor, marked: torch.Tensor, max_images: int = 16) -> Image.Image:
     """Three rows: clean images, fingerprinted images, amplified residuals."""
     from torchvision.utils import make_grid  # imported here: torchvision adds ~2 s to every CLI start

@@ -61,6 +61,11 @@ class AnySizeConfig:
     # an uncropped reading this far out (in stds, bonus included) ends the search: the crop views are not
     # read (clean images score ~2, crops' uncropped readings <= 6, fingerprinted uncropped ones 45-135)
     confident_score: float | None = 12.0
+    # flat images (smooth gradients, skies, flat artwork) show a residual that texture would hide, and
+    # need less of it to be read: below this texture (`image_texture`) the residual's energy shrinks in
+    # proportion, to no less than `flat_energy_floor` of it (None: every image gets residual_rms)
+    flat_texture: float | None = None
+    flat_energy_floor: float = 0.35
     min_side: int = 64  # smallest image side accepted (px)
     max_side: int = 8192  # largest image side accepted (px)
     extra: dict = field(default_factory=dict)  # free notes (training recipe), not used by the networks
@@ -93,6 +98,10 @@ class AnySizeConfig:
             raise GanprintError("search_null must hold a (mean, std > 0) pair per scale")
         if self.confident_score is not None and not self.confident_score > 0:
             raise GanprintError(f"confident_score must be positive or None, got {self.confident_score}")
+        if self.flat_texture is not None and not self.flat_texture > 0:
+            raise GanprintError(f"flat_texture must be positive or None, got {self.flat_texture}")
+        if not 0 < self.flat_energy_floor <= 1:
+            raise GanprintError(f"flat_energy_floor must be in (0, 1], got {self.flat_energy_floor}")
         if not 16 <= self.min_side <= self.max_side:
             raise GanprintError(f"need 16 <= min_side <= max_side, got {self.min_side}, {self.max_side}")
         return self
@@ -124,15 +133,26 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.SiLU())
 
 
+def local_contrast(images: torch.Tensor) -> torch.Tensor:
+    """(N,1,H,W): the standard deviation of luminance in each 5x5 neighbourhood, smoothed over 5x5."""
+    lum = images.mean(dim=1, keepdim=True)
+    mean = F.avg_pool2d(lum, 5, stride=1, padding=2, count_include_pad=False)
+    var = F.avg_pool2d(lum * lum, 5, stride=1, padding=2, count_include_pad=False) - mean * mean
+    return F.avg_pool2d(var.clamp_min(0).sqrt(), 5, stride=1, padding=2, count_include_pad=False)
+
+
+def image_texture(images: torch.Tensor) -> torch.Tensor:
+    """(N,): an image's mean local contrast at working resolution. Smooth gradients score 0.001-0.005,
+    photos 0.007-0.07 (the training photos' 30th percentile: 0.02)."""
+    return local_contrast(images).mean(dim=(1, 2, 3))
+
+
 def texture_mask(images: torch.Tensor, floor: float) -> torch.Tensor:
     """(N,1,H,W) weights with mean 1 per image: local luminance contrast, at least `floor` of the mean.
 
     The residual is multiplied by it, so it goes where texture hides it (videoseal #57: ripples seen in
     flat regions without such a mask)."""
-    lum = images.mean(dim=1, keepdim=True)
-    mean = F.avg_pool2d(lum, 5, stride=1, padding=2, count_include_pad=False)
-    var = F.avg_pool2d(lum * lum, 5, stride=1, padding=2, count_include_pad=False) - mean * mean
-    local = F.avg_pool2d(var.clamp_min(0).sqrt(), 5, stride=1, padding=2, count_include_pad=False)
+    local = local_contrast(images)
     local = local / (local.mean(dim=(2, 3), keepdim=True) + 1e-4)
     mask = floor + (1 - floor) * local
     return mask / mask.mean(dim=(2, 3), keepdim=True)

@@ -18,7 +18,8 @@ from ..errors import GanprintError
 from ..fingerprints import fingerprint_batch, parse_fingerprint
 from ..image_modes import marked_like, rgb_for_marking, stays_grey, storage_levels
 from ..pretrained import resolve_model_dir
-from .anysize import KIND, AnySizeConfig, FoldingDecoder, build_encoder, check_image_size, to_native, to_working
+from .anysize import (KIND, AnySizeConfig, FoldingDecoder, build_encoder, check_image_size, image_texture, to_native,
+                      to_working)
 from .anysize_refine import AnySizeRefiner
 
 SUBCELL_SHIFTS = (0, 2, 4, 6)  # px moves of the reduced views (the decoder's cells are 8 px)
@@ -86,13 +87,23 @@ class AnySizeCodec(nn.Module):
         against the decoder (codec/anysize_refine.py), one grey channel with `grey` (broadcast to RGB)."""
         h, w = image.shape[-2:]
         with torch.no_grad():
-            r = self.encoder(to_working(image, self.config.working_resolution), bits, rms=strength)
+            working = to_working(image, self.config.working_resolution)
+            r = self.encoder(working, bits, rms=strength) * self.energy_share(working).view(-1, 1, 1, 1)
         if not torch.isfinite(r).all():
             raise GanprintError("the encoder produced non-finite values: the model is broken")
         if refiner is not None:
             r = refiner(self.decoder, image, bits, r, self.config.mask_floor, grey, levels)
         with torch.no_grad():
             return to_native(r, h, w)
+
+    def energy_share(self, working: torch.Tensor) -> torch.Tensor:
+        """(N,): the share of the residual's energy (RMS) each working-size image gets: 1, or less for a
+        flat image (`AnySizeConfig.flat_texture`). Gradients and skies show a residual where texture
+        would hide it, and the decoder reads them at a third of the energy (docs/codec-design.md)."""
+        if self.config.flat_texture is None:
+            return torch.ones(len(working), device=working.device)
+        share = image_texture(working) / self.config.flat_texture
+        return share.clamp(self.config.flat_energy_floor, 1.0)
 
     def refiner_for(self, refine: int | AnySizeRefiner | None, grey: bool) -> AnySizeRefiner | None:
         """What `embed`'s `refine` means for one image: None (the default) refines greyscale images with
