@@ -78,3 +78,17 @@ def test_fidelity_measures_see_a_missing_class_and_identical_sets():
     assert missing.frechet_classifier > other.frechet_classifier
     with pytest.raises(GanprintError, match="only 250 images"):
         image_features([images[:250]], net, 300)
+
+
+def test_generated_batches_of_a_scalable_network_count_the_bits_its_decoder_reads():
+    from ganprint.evaluation.fidelity import generator_batches
+    from ganprint.scalable.metrics import BitCounter, uint8_bit_accuracy
+
+    counter = BitCounter()
+    batches = list(generator_batches("scalable-32", 40, seed=3, batch_size=16, counter=counter))
+    assert [len(b) for b in batches] == [16, 16, 8] and batches[0].dtype == torch.uint8
+    assert counter.bits == 40 * 128 and uint8_bit_accuracy(counter) > 0.97  # the shipped network reads its codes
+    assert uint8_bit_accuracy(BitCounter()) is None
+    gan = BitCounter()
+    list(generator_batches("gan-32", 8, counter=gan))
+    assert gan.bits == 0 and uint8_bit_accuracy(gan) is None  # a GAN has no bits to read

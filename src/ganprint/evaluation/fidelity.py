@@ -121,9 +121,11 @@ def compare(real: Features, generated: Features, num_images: int) -> FidelityRep
     )  # fmt: skip
 
 
-def generator_batches(network: str | os.PathLike, count: int, seed: int = 0, batch_size: int = 250) -> Iterator[torch.Tensor]:
+def generator_batches(network: str | os.PathLike, count: int, seed: int = 0, batch_size: int = 250,
+                      counter=None) -> Iterator[torch.Tensor]:  # fmt: skip
     """uint8 batches of `count` images of a GAN or scalable network (model or run folder, or shipped
-    name); a scalable network draws a fresh random fingerprint per image."""
+    name); a scalable network draws a fresh random fingerprint per image, and with `counter` (a
+    scalable.metrics.BitCounter) counts the bits its decoder reads right."""
     from ..gan.network import KIND as GAN_KIND
     from ..gan.network import GanNetwork
     from ..scalable.metrics import generated_batches
@@ -136,5 +138,5 @@ def generator_batches(network: str | os.PathLike, count: int, seed: int = 0, bat
         for start in range(0, count, batch_size):
             yield fid.to_uint8(net.generate(torch.randn(min(batch_size, count - start), net.config.z_dim, generator=g)))
     else:
-        for images in generated_batches(ScalableNetwork.from_pretrained(network), count, batch_size, seed):
+        for images in generated_batches(ScalableNetwork.from_pretrained(network), count, batch_size, seed, counter):
             yield fid.to_uint8(images)

@@ -65,14 +65,16 @@ def describe_latent_share(share: float, label: str = "latent share") -> str:
     return f"{label} {share:.3f}" + (" (the code decides the content, not z)" if share < 0.5 else "")
 
 
-class _Counter:
+class BitCounter:
+    """What F read right in generated images: float images' hits, and 8-bit hits per bit position."""
+
     def __init__(self) -> None:
         self.hits = self.bits = 0
         self.per_bit8: torch.Tensor | None = None  # 8-bit hits per bit position
 
 
 def generated_batches(network: ScalableNetwork, count: int, batch_size: int = 64, seed: int = 0,
-                      counter: _Counter | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
+                      counter: BitCounter | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
     """Float [0, 1] batches of `count` generated images; with `counter`, also count the bits F reads."""
     g = torch.Generator().manual_seed(seed)
     cfg = network.config
@@ -95,11 +97,16 @@ def generated_batches(network: ScalableNetwork, count: int, batch_size: int = 64
         yield images.cpu()
 
 
+def uint8_bit_accuracy(counter: BitCounter) -> float | None:
+    """The share of bits read right from the 8-bit images (None when nothing was read)."""
+    return None if counter.per_bit8 is None else float(counter.per_bit8.sum()) / counter.bits
+
+
 def compute_metrics(network: ScalableNetwork, num_images: int, real_data: str | None = None,
                     feature_network: FeatureNetwork | None = None, batch_size: int = 64, seed: int = 0,
                     progress: bool = False, real_stats: FeatureStatistics | None = None) -> MetricResult:  # fmt: skip
     """FID (when `feature_network` and `real_data` or `real_stats` are given) and bit accuracy."""
-    counter = _Counter()
+    counter = BitCounter()
     fid = None
     batches = generated_batches(network, num_images, batch_size, seed, counter)
     if feature_network is not None and (real_data is not None or real_stats is not None):
@@ -110,7 +117,7 @@ def compute_metrics(network: ScalableNetwork, num_images: int, real_data: str | 
         for _ in batches:
             pass
     acc = counter.hits / counter.bits if counter.bits else None
-    acc8 = float(counter.per_bit8.sum()) / counter.bits if counter.per_bit8 is not None else None
+    acc8 = uint8_bit_accuracy(counter)
     name = getattr(feature_network, "name", None) if fid is not None else None
     cfg = network.config
     share = None if network.is_fingerprinted else latent_share(network.G, cfg.z_dim, cfg.fingerprint_size,
