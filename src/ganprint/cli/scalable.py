@@ -52,8 +52,7 @@ _FIXED_ON_RESUME = (
     "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr",
     "consistency_weight", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
     "ema_kimg", "ema_rampup", "mirror_augment", "augment", "augment_ramp", "decode_both", "decode_uint8",
-    "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight",
-    "bit_balance", "seed",
+    "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight", "seed",
 )  # fmt: skip
 
 
@@ -79,9 +78,6 @@ _FIXED_ON_RESUME = (
               help="Weight of the bit cross-entropy of F's logit differences between G(z, c) and G(z, c') where the "
               "codes differ: the content cancels, so F finds the code early on every seed. Trains F only (needs "
               "--decode-both; one process).")
-@click.option("--bit-balance", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Weight each bit's code loss by (its loss in the batch / the mean) to this power, so the bits "
-              "read worst pull hardest and none lags (0: the plain mean).")
 @click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of the decoder F [default: the preset's: 0.01 cpu presets, else --lr].")
 @click.option("--decode-both", type=click.BOOL, default=None,

@@ -16,8 +16,7 @@ rounded to 8 bits as PNGs store them (the rounding passes gradients straight thr
 not); docs/scalable.md ("Round 3") has the measurements. With `paired_code_weight` (beyond the paper,
 needs `decode_both`) F also minimises the bit cross-entropy of its logit difference between G(z, c)
 and G(z, c') where the codes differ: the shared content cancels, so F finds the code early on every
-seed; G does not get this loss (it cost the samples: docs/scalable.md, "Code start"). With
-`bit_balance` each bit's code loss is weighted by how badly it is read ("Lagging bits").
+seed; G does not get this loss (it cost the samples: docs/scalable.md, "Code start").
 
 Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
 (noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
@@ -91,7 +90,6 @@ class TrainOptions(TrainingOptions):
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
     paired_code_weight: float = 0.0  # with decode_both: F's BCE of its logit differences, G(z, c) vs G(z, c')
-    bit_balance: float = 0.0  # > 0: each bit's code loss weighted by (its batch loss / the mean) ** bit_balance
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
     augment: str | None = None  # immunized training: perturbations before F ("default" or a list, ganprint.augment)
     augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
@@ -154,18 +152,6 @@ def paired_code_loss(logits: torch.Tensor, logits2: torch.Tensor, c: torch.Tenso
     differ = (c != c2).float()
     bce = F.binary_cross_entropy_with_logits(logits - logits2, c, reduction="none")
     return (bce * differ).sum() / differ.sum().clamp(min=1)
-
-
-def balanced_bit_loss(logits: torch.Tensor, codes: torch.Tensor, power: float) -> torch.Tensor:
-    """Bit cross-entropy, each bit (column) weighted by (its mean loss over the batch / the mean over bits)
-    ** power, the weights held fixed (power 0: the plain mean). The bits the decoder reads worst pull
-    hardest, so no bit lags behind the rest (docs/scalable.md, "Lagging bits")."""
-    bce = F.binary_cross_entropy_with_logits(logits, codes, reduction="none")
-    if not power:
-        return bce.mean()
-    per_bit = bce.detach().mean(0)
-    weights = (per_bit / per_bit.mean().clamp_min(1e-12)) ** power
-    return (bce * (weights / weights.mean())).mean()
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
@@ -297,7 +283,7 @@ def train_scalable(
         z_hat, codes_logits = F_t(seen)
         c_logits = codes_logits[:b]
         z_rec = (z_hat - latents).square().mean()
-        c_rec = balanced_bit_loss(codes_logits, codes, o.bit_balance)
+        c_rec = F.binary_cross_entropy_with_logits(codes_logits, codes)
         code_loss = o.c_reconstruction_weight * c_rec
         paired = paired_code_loss(c_logits, codes_logits[b:], c, c2) if o.paired_code_weight else None
         loss_G = adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
