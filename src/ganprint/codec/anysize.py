@@ -19,7 +19,9 @@ How one network serves every size (docs/codec-design.md, "Any size"):
   The choice does not look at any expected fingerprint, so on an unmarked image the bits it keeps are
   still fair coins and the binomial p-value stays valid.
 - A texture mask. The residual is spread by local contrast (never below `mask_floor` of the mean
-  amplitude), so flat skies and gradients carry less of it; its RMS per image stays `residual_rms`.
+  amplitude), so flat skies and gradients carry less of it; its RMS per image stays `residual_rms`,
+  except in an image with little texture anywhere (`flat_texture`), which gets less energy: there the
+  mask has nowhere to hide the residual, and the decoder needs less of it.
 """
 
 from __future__ import annotations
