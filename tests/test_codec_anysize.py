@@ -266,3 +266,18 @@ def test_a_confident_uncropped_reading_ends_the_search_and_otherwise_every_view_
         assert calls == [2]
     with pytest.raises(GanprintError, match="confident_score"):
         AnySizeConfig(**SMALL, confident_score=0.0).validate()
+
+
+def test_training_starts_from_a_codec_whatever_its_inference_settings_but_not_other_networks(codec, tmp_path):
+    import dataclasses
+
+    from ganprint.codec.anysize_train import load_initial_weights
+
+    tuned = AnySizeCodec(dataclasses.replace(codec.config, flat_texture=0.02, residual_rms=0.01, confident_score=None))
+    tuned.load_state_dict(codec.state_dict())
+    tuned.save_pretrained(tmp_path / "tuned")
+    fresh = AnySizeCodec(AnySizeConfig(**SMALL))
+    load_initial_weights(fresh, str(tmp_path / "tuned"))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), codec.state_dict().values()))
+    with pytest.raises(GanprintError, match="differ"):
+        load_initial_weights(AnySizeCodec(AnySizeConfig(**{**SMALL, "channels": 16})), str(tmp_path / "tuned"))

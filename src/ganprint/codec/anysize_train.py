@@ -271,7 +271,8 @@ def load_initial_weights(codec: AnySizeCodec, init: str) -> None:
 
     start = load_codec(init)
     if is_anysize_model(init):
-        settings = {"residual_rms": 0, "search_null": None, "canonical_bonus": 0, "confident_score": 0}  # not weights
+        settings = {"residual_rms": 0, "search_null": None, "canonical_bonus": 0, "confident_score": 0,
+                    "flat_texture": None, "flat_energy_floor": 1}  # how the weights are used, not the weights
         same = start.config.to_dict() | settings == codec.config.to_dict() | settings
     else:
         c = start.config
