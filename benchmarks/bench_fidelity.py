@@ -10,7 +10,8 @@ classifier features each), and for scalable networks the bit accuracy of their d
 images as saved (8-bit). Prints one row per network, then each arm's mean and spread (std over seeds)
 and its ratio to the first arm's mean. --frontier draws what issue 23 asks for at once: each
 fingerprinted network's stand-in Frechet distance over the first arm's mean against its bit accuracy,
-with the target corner (<= 1.3x at >= 0.99) shaded.
+with the target corner (<= 1.3x at >= 0.99) shaded. --reuse takes an earlier --json, so adding a
+network to a comparison generates only that one.
 
   python benchmarks/bench_fidelity.py --data fashion-mnist-32.zip \
       --arm gan-32=runs/gan-s0,runs/gan-s1,runs/gan-s2 --arm scalable-32=runs/sc-s0,runs/sc-s1,runs/sc-s2 \
@@ -21,6 +22,7 @@ with the target corner (<= 1.3x at >= 0.99) shaded.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -118,7 +120,17 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--plot", default=None, help="bar chart of the class shares (PNG)")
     parser.add_argument("--frontier", default=None, help="Frechet ratio against bit accuracy, per network (PNG)")
+    parser.add_argument("--reuse", default=None, help="an earlier --json: its networks measured with the same --data, "
+                        "--num-images and --seed are not generated again")  # fmt: skip
     args = parser.parse_args()
+    earlier = {}
+    if args.reuse:
+        with open(args.reuse) as f:
+            old = json.load(f)
+        if (old["data"], old["num_images"], old.get("seed", 0)) == (args.data, args.num_images, args.seed):
+            earlier = {r["network"]: r for reports in old["networks"].values() for r in reports}
+        else:
+            print(f"--reuse {args.reuse}: measured with other --data, --num-images or --seed; not reused")
 
     t0 = time.time()
     classifier = FashionClassifier.from_pretrained()
@@ -128,11 +140,14 @@ def main() -> None:
     print(f"{'arm':<16} {'network':<44} " + " ".join(f"{c[:12]:>12}" for c in COLUMNS))
     for arm, nets in args.arm:
         for net in nets:
-            counter = BitCounter()
-            gen = image_features(generator_batches(net, n, args.seed, counter=counter), classifier, n, progress=True,
-                                 desc=net[-30:])  # fmt: skip
-            report = compare(real, gen, n).to_dict()
-            report["network"], report["bit_accuracy_uint8"] = net, uint8_bit_accuracy(counter)
+            if net in earlier and "bit_accuracy_uint8" in earlier[net]:
+                report = earlier[net]
+            else:
+                counter = BitCounter()
+                gen = image_features(generator_batches(net, n, args.seed, counter=counter), classifier, n,
+                                     progress=True, desc=net[-30:])  # fmt: skip
+                report = compare(real, gen, n).to_dict()
+                report["network"], report["bit_accuracy_uint8"] = net, uint8_bit_accuracy(counter)
             rows.setdefault(arm, []).append(report)
             print(f"{arm:<16} {net[-44:]:<44} " + " ".join(cell(report[c], ".4f") for c in COLUMNS), flush=True)
     print(f"\nper arm: mean over seeds, std (ddof 1), and the mean's ratio to {args.arm[0][0]}'s")
@@ -161,8 +176,8 @@ def main() -> None:
     if args.frontier:
         plot_frontier(rows, args.arm[0][0], args.frontier)
     if args.json:
-        atomic_write_json(args.json, {"num_images": n, "data": args.data, "networks": rows, "arms": summary,
-                                      "real_class_shares": list(map(float, real.class_shares))})  # fmt: skip
+        atomic_write_json(args.json, {"num_images": n, "data": args.data, "seed": args.seed, "networks": rows,
+                                      "arms": summary, "real_class_shares": list(map(float, real.class_shares))})
 
 
 if __name__ == "__main__":
