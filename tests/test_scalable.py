@@ -642,3 +642,13 @@ def test_paired_code_weight_trains_f_and_needs_both_codes(blobs, tmp_path, capsy
                     "--paired-code-weight", "1", "--decode-both", "false", "--total-kimg", "0.004", "-q"])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 1 and "needs --decode-both true" in err and len(err.splitlines()) == 1
+    # only for the first 0.008 kimg (2 steps of 4 images): the first stats line has it, the later ones not
+    early = train_scalable(options(blobs, tmp_path / "early", decode_both=True, paired_code_weight=10.0,
+                                   paired_code_kimg=0.008))  # fmt: skip
+    stats = [json.loads(line) for line in (early / "stats.jsonl").read_text().splitlines()]
+    ticks = [s for s in stats if "loss/c_reconstruction" in s]
+    assert "loss/paired_code" in ticks[0] and not any("loss/paired_code" in s for s in ticks[1:]) and len(ticks) >= 3
+    code = run_cli(["scalable", "train", "--data", str(blobs), "--output-dir", str(tmp_path / "bad2"),
+                    "--paired-code-kimg", "5", "--total-kimg", "0.004", "-q"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "needs --paired-code-weight" in err and len(err.splitlines()) == 1

@@ -52,7 +52,8 @@ _FIXED_ON_RESUME = (
     "data", "preset", "fingerprint_size", "res_modulated_range", "batch_size", "gamma", "lr", "decoder_lr",
     "consistency_weight", "z_reconstruction_weight", "c_reconstruction_weight", "r1_interval",
     "ema_kimg", "ema_rampup", "mirror_augment", "augment", "augment_ramp", "decode_both", "decode_uint8",
-    "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight", "seed",
+    "code_grad_scope", "code_content_grad", "z_styles", "carrier_std", "paired_code_weight",
+    "paired_code_kimg", "seed",
 )  # fmt: skip
 
 
@@ -78,6 +79,9 @@ _FIXED_ON_RESUME = (
               help="Weight of the bit cross-entropy of F's logit differences between G(z, c) and G(z, c') where the "
               "codes differ: the content cancels, so F finds the code early on every seed. Trains F only (needs "
               "--decode-both; one process).")
+@click.option("--paired-code-kimg", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Apply --paired-code-weight only for the first this many kimg: it starts the code, and later "
+              "costs the samples [default: throughout].")
 @click.option("--decoder-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of the decoder F [default: the preset's: 0.01 cpu presets, else --lr].")
 @click.option("--decode-both", type=click.BOOL, default=None,

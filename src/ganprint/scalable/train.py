@@ -16,7 +16,8 @@ rounded to 8 bits as PNGs store them (the rounding passes gradients straight thr
 not); docs/scalable.md ("Round 3") has the measurements. With `paired_code_weight` (beyond the paper,
 needs `decode_both`) F also minimises the bit cross-entropy of its logit difference between G(z, c)
 and G(z, c') where the codes differ: the shared content cancels, so F finds the code early on every
-seed; G does not get this loss (it cost the samples: docs/scalable.md, "Code start").
+seed; G does not get this loss (it cost the samples: docs/scalable.md, "Code start"); with
+`paired_code_kimg` only until the code has started.
 
 Immunized training (`augment`, ganprint.augment): F reads G(z, c) through differentiable perturbations
 (noise, blur, JPEG, crop, colour), one per image at a strength ramped in over `augment_ramp` steps, so
@@ -90,6 +91,7 @@ class TrainOptions(TrainingOptions):
     z_reconstruction_weight: float = 1.0  # mean (z - F_z)^2 (original --latentsRecL2-weight)
     c_reconstruction_weight: float | None = None  # BCE of F's c logits (--watermarkCls-weight; default: the preset's)
     paired_code_weight: float = 0.0  # with decode_both: F's BCE of its logit differences, G(z, c) vs G(z, c')
+    paired_code_kimg: float | None = None  # the paired loss only for the first this many kimg (None: throughout)
     decoder_lr: float | None = None  # Adam learning rate of F (default: the preset's, else lr)
     augment: str | None = None  # immunized training: perturbations before F ("default" or a list, ganprint.augment)
     augment_ramp: int = 1000  # steps over which the perturbation strength grows from 0 to full
@@ -195,6 +197,8 @@ def train_scalable(
     """Train a scalable fingerprinting GAN (G(z, c), its decoder F, D), or continue a run; the run
     folder (None on processes other than 0). A stop ends with a snapshot and a resume checkpoint."""
     o = options.resolved()
+    if o.paired_code_kimg is not None and not o.paired_code_weight:
+        raise GanprintError("--paired-code-kimg needs --paired-code-weight above 0")
     if o.paired_code_weight and not o.decode_both:
         raise GanprintError("--paired-code-weight needs --decode-both true: F must read G(z, c) and G(z, c')")
     if o.code_grad_scope not in CODE_GRAD_SCOPES:
@@ -285,7 +289,8 @@ def train_scalable(
         z_rec = (z_hat - latents).square().mean()
         c_rec = F.binary_cross_entropy_with_logits(codes_logits, codes)
         code_loss = o.c_reconstruction_weight * c_rec
-        paired = paired_code_loss(c_logits, codes_logits[b:], c, c2) if o.paired_code_weight else None
+        pairing = o.paired_code_weight and (o.paired_code_kimg is None or step * B < 1000 * o.paired_code_kimg)
+        paired = paired_code_loss(c_logits, codes_logits[b:], c, c2) if pairing else None
         loss_G = adversarial + o.consistency_weight * consistency + o.z_reconstruction_weight * z_rec
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)
