@@ -125,8 +125,11 @@ def main() -> None:
     args = parser.parse_args()
     earlier = {}
     if args.reuse:
-        with open(args.reuse) as f:
-            old = json.load(f)
+        try:
+            with open(args.reuse) as f:
+                old = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: --reuse {args.reuse}: {exc}") from None
         if (old["data"], old["num_images"], old.get("seed", 0)) == (args.data, args.num_images, args.seed):
             earlier = {r["network"]: r for reports in old["networks"].values() for r in reports}
         else:
