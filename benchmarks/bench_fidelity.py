@@ -104,7 +104,8 @@ def plot_frontier(rows: dict, base_arm: str, path: str) -> None:
     ax.set_yticks([t for t in (1, 1.3, 2, 3, 5, 10, 20) if t < top])
     ax.set_xlabel("bit accuracy of the decoder on 8-bit images")
     ax.set_ylabel(f"Frechet distance (stand-in) / {base_arm}'s mean")
-    ax.set_title(f"What fingerprinting costs (target: <= {TARGET_RATIO}x at >= {TARGET_BITS} bits, shaded)", fontsize=10)
+    ax.set_title(f"What fingerprinting costs (target: <= {TARGET_RATIO}x at >= {TARGET_BITS} bits, shaded)",
+                 fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -165,7 +166,8 @@ def main() -> None:
         summary[arm] = {c: {k: None if np.isnan(x[c]) else float(x[c]) for k, x in
                             (("mean", mean), ("std", std), ("ratio", ratio))} for c in COLUMNS}  # fmt: skip
         label = f"{arm} ({len(reports)})"
-        for name, kind, row, spec in ((label, "mean", mean, ".4f"), ("", "std", std, ".4f"), ("", "ratio", ratio, ".2f")):
+        for name, kind, row, spec in ((label, "mean", mean, ".4f"), ("", "std", std, ".4f"),
+                                      ("", "ratio", ratio, ".2f")):
             print(f"{name:<16} {kind:<44} " + " ".join(cell(row[c], spec) for c in COLUMNS))
     print("\nclass shares (real, then each arm's mean):")
     print(f"{'':<16} " + " ".join(f"{name[:8]:>8}" for name in CLASS_NAMES))

@@ -70,7 +70,8 @@ def main() -> None:
     except Exception as exc:  # the held-out packages missing: say how to get them
         raise SystemExit(f"error: {exc}") from None
     step = max(1, len(photos) // max(1, args.photos))
-    images = [(n, im, "gradient") for n, im in gradients] + [(n, im, "photo") for n, im in photos[::step][: args.photos]]
+    images = [(n, im, "gradient") for n, im in gradients]
+    images += [(n, im, "photo") for n, im in photos[::step][: args.photos]]
 
     print(f"{codec.config.fingerprint_length} bits, {args.model}; windows of {SIDE} px; levels of 255; "
           "Weber = RMS change / window's mean level")
@@ -85,7 +86,8 @@ def main() -> None:
         (fy, fx), (by, bx) = flattest_and_busiest_windows(clean, SIDE)
         flat, busy = window_stats(clean, marked, fy, fx), window_stats(clean, marked, by, bx)
         print(f"{name[:27]:<28}{f'{clean.shape[2]}x{clean.shape[1]}':>11}{psnr:>7.1f}{accuracy:>7.3f} | "
-              f"{flat['rms_levels']:>20.2f}{flat['max_levels']:>5.0f}{flat['changed']:>9.1%}{flat['weber_percent']:>6.2f}%"
+              f"{flat['rms_levels']:>20.2f}{flat['max_levels']:>5.0f}{flat['changed']:>9.1%}"
+              f"{flat['weber_percent']:>6.2f}%"
               f" | {busy['rms_levels']:>19.2f}{busy['max_levels']:>5.0f}{busy['weber_percent']:>6.2f}%")  # fmt: skip
         windows = [(fy, fx)] if category == "gradient" else [(fy, fx), (by, bx)]
         if category == "gradient" or len(crops_clean) == len(gradients):  # every gradient, the first photo

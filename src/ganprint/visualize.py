@@ -23,7 +23,8 @@ def flattest_and_busiest_windows(image: torch.Tensor, side: int = 160) -> list[t
     """Top-left (y, x) of the flattest and of the most textured side x side window of a (3,H,W) image
     (windows on a side/2 grid; local texture = mean |pixel - its 3x3 mean| of the grey image)."""
     grey = image.mean(0, keepdim=True).unsqueeze(0)
-    local = torch.nn.functional.avg_pool2d((grey - torch.nn.functional.avg_pool2d(grey, 3, 1, 1)).abs(), side, side // 2)
+    detail = (grey - torch.nn.functional.avg_pool2d(grey, 3, 1, 1)).abs()
+    local = torch.nn.functional.avg_pool2d(detail, side, side // 2)
     flat = divmod(int(local.flatten().argmin()), local.shape[-1])
     busy = divmod(int(local.flatten().argmax()), local.shape[-1])
     return [(y * side // 2, x * side // 2) for y, x in (flat, busy)]
